@@ -1,0 +1,336 @@
+/* test_golden.c - the CPU float32 backend against openpi's own float32 outputs (tests/data,
+ * made by openpi's JAX Pi0; ../shared/reference/README.md "golden/").
+ * For every case folder (one with case.json): open its model through the public API, sample,
+ * and compare actions, v_first and prefix_embs (valid prefix positions only: invalid rows are
+ * whatever openpi computes there, read by nothing) by ||x - ref|| / ||ref||.
+ * Limit 1e-4: the reference README's tolerance for a float32 engine (openpi's own run-to-run
+ * floor is ~1e-7..6e-6; a wrong mask, position or formula gives ~1e-1).
+ *   test_golden [--list] [name]   names: skip, noskip, threads */
+#include "safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define DATA_DIR "tests/data"
+#define TOL 1e-4
+
+/* ---- one case: inputs and reference outputs -------------------------------------------- */
+
+typedef struct {
+    char name[128];
+    char model_dir[256];
+    pi0_batch in;
+    float *images, *state, *noise;
+    uint8_t *image_masks, *token_mask;
+    int32_t *tokens;
+    float *ref_actions, *ref_v_first, *ref_prefix; /* [B, A, Da], [B, A, Da], [B, P, D] */
+    uint8_t *ref_prefix_mask;                      /* [B, P] */
+    int P, D, Da;
+} golden_case;
+
+static void case_free(golden_case *c) {
+    free(c->images);
+    free(c->state);
+    free(c->noise);
+    free(c->image_masks);
+    free(c->token_mask);
+    free(c->tokens);
+    free(c->ref_actions);
+    free(c->ref_v_first);
+    free(c->ref_prefix);
+    free(c->ref_prefix_mask);
+    memset(c, 0, sizeof *c);
+}
+
+/* A malloc'd copy of tensor name (data in files may be unaligned); shape into shape[]. */
+static void *take(const pi0_safetensors *f, const char *file, const char *name, pi0_dtype dtype,
+                  int ndim, int64_t *shape) {
+    const pi0_st_tensor *t = pi0_safetensors_find(f, name);
+    if (!t || t->dtype != dtype || t->ndim != ndim) {
+        fprintf(stderr, "%s: tensor %s missing or not %s with %d dims\n", file, name,
+                pi0_dtype_name(dtype), ndim);
+        return NULL;
+    }
+    void *p = malloc(t->n_bytes ? t->n_bytes : 1);
+    if (!p) return NULL;
+    memcpy(p, t->data, t->n_bytes);
+    for (int i = 0; i < ndim; i++) shape[i] = t->shape[i];
+    return p;
+}
+
+static int case_load(golden_case *c, const char *name) {
+    char path[1024];
+    if (snprintf(c->name, sizeof c->name, "%s", name) >= (int)sizeof c->name ||
+        snprintf(path, sizeof path, DATA_DIR "/%s/case.json", name) >= (int)sizeof path) {
+        fprintf(stderr, "case name too long: %s\n", name);
+        return -1;
+    }
+    char *json = NULL;
+    size_t len = 0;
+    pi0_error err;
+    if (pi0_read_file(path, &json, &len, &err) != PI0_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    int ok = cJSON_IsString(model);
+    if (ok)
+        ok = snprintf(c->model_dir, sizeof c->model_dir, DATA_DIR "/%s", model->valuestring) <
+             (int)sizeof c->model_dir;
+    cJSON_Delete(root);
+    free(json);
+    if (!ok) {
+        fprintf(stderr, "%s: no usable \"model\" string\n", path);
+        return -1;
+    }
+
+    pi0_safetensors *f = NULL;
+    snprintf(path, sizeof path, DATA_DIR "/%s/inputs.safetensors", c->name);
+    if (pi0_safetensors_open(&f, path, &err) != PI0_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    int64_t si[5], sm[2], st[2], stm[2], ss[2], sn[3], sk[1];
+    c->images = take(f, path, "images", PI0_DT_F32, 5, si);
+    c->image_masks = take(f, path, "image_masks", PI0_DT_U8, 2, sm);
+    c->tokens = take(f, path, "tokens", PI0_DT_I32, 2, st);
+    c->token_mask = take(f, path, "token_mask", PI0_DT_U8, 2, stm);
+    c->state = take(f, path, "state", PI0_DT_F32, 2, ss);
+    c->noise = take(f, path, "noise", PI0_DT_F32, 3, sn);
+    int32_t *steps = take(f, path, "num_steps", PI0_DT_I32, 1, sk);
+    pi0_safetensors_close(f);
+    if (!c->images || !c->image_masks || !c->tokens || !c->token_mask || !c->state || !c->noise ||
+        !steps) {
+        free(steps);
+        return -1;
+    }
+    c->in = (pi0_batch){ .batch = (int)si[0], .n_cameras = (int)si[1], .images = c->images,
+                         .image_masks = c->image_masks, .n_tokens = (int)st[1],
+                         .tokens = c->tokens, .token_mask = c->token_mask, .state = c->state,
+                         .noise = c->noise, .horizon = (int)sn[1], .num_steps = steps[0] };
+    free(steps);
+
+    snprintf(path, sizeof path, DATA_DIR "/%s/outputs.safetensors", c->name);
+    if (pi0_safetensors_open(&f, path, &err) != PI0_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    int64_t sa[3], sv[3], sp[3], spm[2];
+    c->ref_actions = take(f, path, "actions", PI0_DT_F32, 3, sa);
+    c->ref_v_first = take(f, path, "v_first", PI0_DT_F32, 3, sv);
+    c->ref_prefix = take(f, path, "prefix_embs", PI0_DT_F32, 3, sp);
+    c->ref_prefix_mask = take(f, path, "prefix_mask", PI0_DT_U8, 2, spm);
+    pi0_safetensors_close(f);
+    if (!c->ref_actions || !c->ref_v_first || !c->ref_prefix || !c->ref_prefix_mask) return -1;
+    c->Da = (int)sa[2];
+    c->P = (int)sp[1];
+    c->D = (int)sp[2];
+    return 0;
+}
+
+/* Names of the case folders, sorted; returns the count (at most max). */
+static int list_cases(char names[][128], int max) {
+    DIR *dir = opendir(DATA_DIR);
+    if (!dir) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) && n < max) {
+        if (e->d_name[0] == '.') continue;
+        char path[1024];
+        if (snprintf(path, sizeof path, DATA_DIR "/%s/case.json", e->d_name) >= (int)sizeof path)
+            continue;
+        FILE *fp = fopen(path, "rb");
+        if (!fp) continue;
+        fclose(fp);
+        if (snprintf(names[n], 128, "%s", e->d_name) < 128) n++;
+    }
+    closedir(dir);
+    for (int i = 1; i < n; i++)   /* insertion sort: a handful of names */
+        for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            char t[128];
+            memcpy(t, names[j], 128);
+            memcpy(names[j], names[j - 1], 128);
+            memcpy(names[j - 1], t, 128);
+        }
+    return n;
+}
+
+/* ---- running and comparing -------------------------------------------------------------- */
+
+typedef struct {
+    float *actions, *v_first, *prefix;   /* [B, A, Da], [B, A, Da], [B, P, D] */
+} run_out;
+
+static void run_free(run_out *r) {
+    free(r->actions);
+    free(r->v_first);
+    free(r->prefix);
+}
+
+static int run_case(const golden_case *c, int skip, int n_threads, run_out *r) {
+    pi0_options opt = pi0_options_default();
+    opt.model_dir = c->model_dir;
+    opt.backend = PI0_BACKEND_CPU;
+    opt.n_threads = n_threads;
+    opt.skip_masked_cameras = skip;
+    pi0_model *m = NULL;
+    pi0_error err;
+    if (pi0_model_open(&m, &opt, &err) != PI0_OK) {
+        fprintf(stderr, "%s: %s\n", c->model_dir, err.msg);
+        return -1;
+    }
+    const pi0_dims *d = pi0_model_dims(m);
+    size_t n_x = (size_t)c->in.batch * c->in.horizon * d->action_dim;
+    size_t n_p = (size_t)c->in.batch * c->P * c->D;
+    r->actions = malloc(n_x * sizeof(float));
+    r->v_first = malloc(n_x * sizeof(float));
+    r->prefix = malloc(n_p * sizeof(float));
+    pi0_outputs out = { .actions = r->actions, .v_first = r->v_first, .prefix_embs = r->prefix };
+    int rc = 0;
+    if (!r->actions || !r->v_first || !r->prefix) {
+        fprintf(stderr, "out of memory\n");
+        rc = -1;
+    } else if (d->llm.width != c->D) {
+        fprintf(stderr, "%s: LLM width %d, golden prefix_embs width %d\n", c->name, d->llm.width, c->D);
+        rc = -1;
+    } else if (pi0_model_sample(m, &c->in, &out, &err) != PI0_OK) {
+        fprintf(stderr, "%s: sample: %s\n", c->name, err.msg);
+        rc = -1;
+    }
+    pi0_model_close(m);
+    return rc;
+}
+
+/* ||x - ref|| / ||ref|| over the n elements whose row (element / row_len) has keep[row] set
+ * (keep NULL: all). */
+static double rel_l2(const float *x, const float *ref, size_t n, size_t row_len,
+                     const uint8_t *keep) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (keep && !keep[i / row_len]) continue;
+        double dlt = (double)x[i] - ref[i];
+        num += dlt * dlt;
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* One PASS/FAIL line; returns 1 on failure (NaN fails). */
+static int verdict(const char *test, const char *case_name, const char *what, double e, double tol) {
+    char label[192];
+    snprintf(label, sizeof label, "%s %s", case_name, what);
+    int ok = e <= tol;
+    printf("%s %-7s %-38s rel_l2 %.3e %s %.0e\n", ok ? "PASS" : "FAIL", test, label, e,
+           ok ? "<=" : ">", tol);
+    return !ok;
+}
+
+static int check_case(const char *test, const golden_case *c, int skip) {
+    run_out r = { 0 };
+    if (run_case(c, skip, 0, &r) != 0) {
+        printf("FAIL %-7s %s: could not run\n", test, c->name);
+        run_free(&r);
+        return 1;
+    }
+    size_t n_x = (size_t)c->in.batch * c->in.horizon * c->Da;
+    size_t n_p = (size_t)c->in.batch * c->P * c->D;
+    double ea = rel_l2(r.actions, c->ref_actions, n_x, 1, NULL);
+    double ev = rel_l2(r.v_first, c->ref_v_first, n_x, 1, NULL);
+    double ep = rel_l2(r.prefix, c->ref_prefix, n_p, (size_t)c->D, c->ref_prefix_mask);
+    int fails = verdict(test, c->name, "actions", ea, TOL);
+    fails += verdict(test, c->name, "v_first", ev, TOL);
+    fails += verdict(test, c->name, "prefix_embs (valid rows)", ep, TOL);
+    run_free(&r);
+    return fails;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+enum { MAX_CASES = 32 };
+
+static int for_each_case(const char *test, int (*fn)(const char *, const golden_case *, int),
+                         int arg) {
+    char names[MAX_CASES][128];
+    int n = list_cases(names, MAX_CASES), fails = 0;
+    if (n == 0) {
+        printf("FAIL %-7s no case folders with case.json in " DATA_DIR " (run from the repo root)\n",
+               test);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        golden_case c = { 0 };
+        if (case_load(&c, names[i]) != 0) {
+            printf("FAIL %-7s %s: could not load the case\n", test, names[i]);
+            fails++;
+        } else {
+            fails += fn(test, &c, arg);
+        }
+        case_free(&c);
+    }
+    return fails;
+}
+
+static int test_skip(void) { return for_each_case("skip", check_case, 1); }
+static int test_noskip(void) { return for_each_case("noskip", check_case, 0); }
+
+/* Every output element is computed by one task with a fixed order of additions, so the
+ * thread count must not change a single bit. */
+static int check_threads(const char *test, const golden_case *c, int unused) {
+    run_out r1 = { 0 }, r2 = { 0 };
+    int fails = 0;
+    if (run_case(c, 1, 1, &r1) != 0 || run_case(c, 1, 2, &r2) != 0) {
+        printf("FAIL %-7s %s: could not run\n", test, c->name);
+        fails = 1;
+    } else {
+        size_t n_x = (size_t)c->in.batch * c->in.horizon * c->Da;
+        size_t n_p = (size_t)c->in.batch * c->P * c->D;
+        double ea = rel_l2(r2.actions, r1.actions, n_x, 1, NULL);
+        double ev = rel_l2(r2.v_first, r1.v_first, n_x, 1, NULL);
+        double ep = rel_l2(r2.prefix, r1.prefix, n_p, 1, NULL);
+        int same = !memcmp(r1.actions, r2.actions, n_x * sizeof(float)) &&
+                   !memcmp(r1.v_first, r2.v_first, n_x * sizeof(float)) &&
+                   !memcmp(r1.prefix, r2.prefix, n_p * sizeof(float));
+        printf("%s %-7s %-22s 1 vs 2 threads: actions %.1e v_first %.1e prefix_embs %.1e "
+               "(bitwise equal expected)\n",
+               same ? "PASS" : "FAIL", test, c->name, ea, ev, ep);
+        fails = !same;
+    }
+    run_free(&r1);
+    run_free(&r2);
+    return fails;
+}
+
+static int test_threads(void) { return for_each_case("threads", check_threads, 0); }
+
+static const struct {
+    const char *name;
+    int (*fn)(void);
+} tests[] = {
+    { "skip", test_skip },       /* skip_masked_cameras on (the default) */
+    { "noskip", test_noskip },   /* every camera through SigLIP, as openpi does */
+    { "threads", test_threads }, /* 1 and 2 threads give identical bits */
+};
+
+int main(int argc, char **argv) {
+    const int n_tests = (int)(sizeof tests / sizeof tests[0]);
+    if (argc > 1 && !strcmp(argv[1], "--list")) {
+        for (int i = 0; i < n_tests; i++) printf("%s\n", tests[i].name);
+        return 0;
+    }
+    int fails = 0, ran = 0;
+    for (int i = 0; i < n_tests; i++) {
+        if (argc > 1 && strcmp(argv[1], tests[i].name)) continue;
+        fails += tests[i].fn();
+        ran++;
+    }
+    if (!ran) {
+        fprintf(stderr, "test_golden: no test named '%s' (--list)\n", argv[1]);
+        return 2;
+    }
+    printf("%s: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
+    return fails ? 1 : 0;
+}
