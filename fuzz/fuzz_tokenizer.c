@@ -4,8 +4,8 @@
  *         a fixed trained model (tests/data/tokenizer/bpe_2000_unused.model: user-defined,
  *         UNUSED and byte pieces), whose ids must stay inside its vocabulary.
  *   cmake -B build-fuzz -DPI0_FUZZ=ON -DCMAKE_C_COMPILER=clang && cmake --build build-fuzz
- *   mkdir -p /tmp/tok_corpus && for f in tests/data/tokenizer/*.model; do
- *       (printf '\0'; cat "$f") > /tmp/tok_corpus/$(basename "$f"); done
+ *   mkdir -p /tmp/tok_corpus && cd tests/data/tokenizer && for f in *.model; do
+ *       (printf '\0'; cat "$f") > /tmp/tok_corpus/"$f"; done; cd -
  *   build-fuzz/fuzz_tokenizer -max_total_time=60 /tmp/tok_corpus     (from the repository root)
  * (libFuzzer adds what it finds to the first corpus directory: never point it at tests/data.) */
 #include <stdio.h>

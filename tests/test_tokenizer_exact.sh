@@ -81,8 +81,14 @@ PY
 
 n_lines=$(wc -l < "$tmp/strings.txt")
 failed=0
-for model in tiny_paligemma_like bpe_500 bpe_2000 bpe_2000_unused; do
-    m="$dir/$model.model"
+models=("$dir/tiny_paligemma_like.model" "$dir/bpe_500.model" "$dir/bpe_2000.model"
+        "$dir/bpe_2000_unused.model")
+# The real PaliGemma tokenizer too, where it is at hand (not in the repository: 4 MB, and it
+# is Google's): $PI0_PALIGEMMA_TOKENIZER or openpi's cache.
+real=${PI0_PALIGEMMA_TOKENIZER:-$HOME/.cache/openpi/big_vision/paligemma_tokenizer.model}
+if [ -f "$real" ]; then models+=("$real"); else echo "(the real PaliGemma tokenizer is not at $real: small models only)"; fi
+for m in "${models[@]}"; do
+    model=$(basename "$m" .model)
     spm_encode --model="$m" --output_format=id < "$tmp/strings.txt" > "$tmp/want.txt"
     "$driver" --encode "$m" < "$tmp/strings.txt" > "$tmp/got.txt"
     if cmp -s "$tmp/want.txt" "$tmp/got.txt"; then

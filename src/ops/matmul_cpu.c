@@ -6,7 +6,9 @@
  * x86-64.
  *
  * Summation order (fixed, independent of the thread count): y = b, then for each block of 512
- * along K, y += (8 interleaved lane sums, added pairwise) + the tail of the block. */
+ * along K, y += (8 interleaved lane sums, added pairwise) + the tail of the block. The AVX2
+ * copy fuses each multiply-add (one rounding instead of two), so its bits differ from the
+ * baseline copy's at float32 rounding level; on one machine the results are reproducible. */
 #include "ops/ops_cpu.h"
 
 /* The vector helpers below are static and always inlined: the note that passing 32-byte

@@ -293,7 +293,7 @@ static int byte_piece_value(const char *s, size_t len) {
     return (int)(hi - hex) * 16 + (int)(lo - hex);
 }
 
-/* Piece text for a message: printable, cut short, newlines shown as \n. */
+/* Piece text for a message: cut short, control bytes shown as \xHH. */
 static const char *piece_str(char *buf, size_t size, const char *s, size_t len) {
     size_t o = 0;
     for (size_t i = 0; i < len && o + 5 < size; i++) {

@@ -20,8 +20,9 @@ void pi0_tokenizer_close(pi0_tokenizer *t);            /* NULL is a no-op */
 int pi0_tokenizer_vocab_size(const pi0_tokenizer *t);
 
 /* encode(text) without special tokens (SERVING_SPEC 5.3). Writes up to max_ids ids and returns
- * how many the text has (which may be more than max_ids), or -1 with err set (invalid UTF-8
- * is encoded through byte fallback, not an error). */
+ * how many the text has (which may be more than max_ids), or -1 with err set. Invalid UTF-8
+ * is not an error: as in SentencePiece, each malformed byte becomes U+FFFD, which is then
+ * encoded like any other character (through byte fallback if it is not a piece). */
 int pi0_tokenizer_encode(const pi0_tokenizer *t, const char *text, size_t len, int32_t *ids,
                          int max_ids, pi0_error *err);
 

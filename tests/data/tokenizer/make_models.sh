@@ -11,10 +11,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"   # relative paths only: the trainer records them in the model (byte-identical reruns)
 
 # A deterministic multilingual corpus: robot instructions, accented Latin, Cyrillic, Greek,
 # a small set of CJK characters, digits, punctuation, runs of spaces and tabs.
-python3 - "$tmp/corpus.txt" <<'PY'
+python3 - corpus.txt <<'PY'
 import random, sys
 rng = random.Random(20240611)
 en = ("pick up the red block and put it in the bowl open the top drawer close the "
@@ -63,7 +64,7 @@ PY
 nl=$'\n'
 locs=$(printf '<loc%04d>,' $(seq 0 15))
 segs=$(printf '<seg%03d>,' $(seq 0 3))
-common=(--input="$tmp/corpus.txt" --model_type=bpe --byte_fallback=true
+common=(--input=corpus.txt --model_type=bpe --byte_fallback=true
         --normalization_rule_name=identity --add_dummy_prefix=false
         --remove_extra_whitespaces=false --split_digits=true --allow_whitespace_only_pieces=true
         --pad_id=0 --eos_id=1 --bos_id=2 --unk_id=3
@@ -72,9 +73,9 @@ common=(--input="$tmp/corpus.txt" --model_type=bpe --byte_fallback=true
 
 train() {   # train NAME [extra flags...]
     local name=$1; shift
-    spm_train "${common[@]}" --model_prefix="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 \
-        || { cat "$tmp/$name.log"; exit 1; }
-    cp "$tmp/$name.model" "$here/$name.model"
+    spm_train "${common[@]}" --model_prefix="$name" "$@" >"$name.log" 2>&1 \
+        || { cat "$name.log"; exit 1; }
+    cp "$name.model" "$here/$name.model"
     echo "made $name.model ($(stat -c %s "$here/$name.model") bytes)"
 }
 
@@ -89,12 +90,12 @@ train bpe_2000 --vocab_size=2000 \
 train bpe_500 --vocab_size=500 --character_coverage=0.98 --user_defined_symbols="${nl},<loc0001>"
 
 # Refused by the loader: a unigram model and a BPE model with a dummy prefix.
-spm_train --input="$tmp/corpus.txt" --model_prefix="$tmp/unigram_tiny" --model_type=unigram \
+spm_train --input=corpus.txt --model_prefix=unigram_tiny --model_type=unigram \
           --vocab_size=500 --character_coverage=0.98 --byte_fallback=true --normalization_rule_name=identity \
           --add_dummy_prefix=false --remove_extra_whitespaces=false --pad_id=0 --eos_id=1 \
-          --bos_id=2 --unk_id=3 --num_threads=2 --minloglevel=2 >"$tmp/uni.log" 2>&1 \
-    || { cat "$tmp/uni.log"; exit 1; }
-cp "$tmp/unigram_tiny.model" "$here/unigram_tiny.model"
+          --bos_id=2 --unk_id=3 --num_threads=2 --minloglevel=2 >uni.log 2>&1 \
+    || { cat uni.log; exit 1; }
+cp unigram_tiny.model "$here/unigram_tiny.model"
 echo "made unigram_tiny.model"
 train dummy_prefix --vocab_size=500 --add_dummy_prefix=true --character_coverage=0.98
 
