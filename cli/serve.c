@@ -57,8 +57,8 @@ static bool check_model_dir(const char *dir) {
         if (!is_file(path)) {
             fprintf(stderr, "pi0 serve: %s not found: openpi's "
                     "examples/convert_jax_model_to_pytorch.py writes model.safetensors and "
-                    "config.json from a JAX checkpoint (--checkpoint_dir .../params "
-                    "--output_path %s)\n", path, dir);
+                    "config.json from a JAX checkpoint (--checkpoint_dir CKPT --config_name "
+                    "CONFIG --output_path %s; see docs/SERVING.md)\n", path, dir);
             return false;
         }
     }
@@ -89,7 +89,7 @@ int pi0_cmd_serve(int argc, char **argv) {
     const char *model = NULL, *preset = NULL, *norm_stats = NULL, *tokenizer_path = NULL,
                *default_prompt = NULL, *host = "0.0.0.0", *backend = NULL, *record = NULL;
     int port = 8000, max_batch = 0, max_clients = 64, threads = 0, num_steps = 10;
-    double max_message_mb = 64, timeout_s = 30;
+    double max_message_mb = 64, timeout_s = 30, keepalive_s = 20;
     uint64_t noise_seed = 0;
     pi0_int_list devices = { 1, { 0 } };
     const char *devices_text = NULL;
@@ -111,6 +111,7 @@ int pi0_cmd_serve(int argc, char **argv) {
         { "--max-message-mb", PI0_ARG_FLOAT, &max_message_mb, "X", "largest request in MiB, fractions allowed (default 64)" },
         { "--max-clients", PI0_ARG_INT, &max_clients, "N", "concurrent connections (default 64)" },
         { "--request-timeout-s", PI0_ARG_FLOAT, &timeout_s, "X", "fail requests queued longer (default 30)" },
+        { "--keepalive-s", PI0_ARG_FLOAT, &keepalive_s, "X", "ping clients this often, drop them after as long unanswered (default 20; 0 = off)" },
         { "--num-steps", PI0_ARG_INT, &num_steps, "N", "Euler steps (default 10, as openpi)" },
         { "--noise-seed", PI0_ARG_U64, &noise_seed, "N", "seed of the sampling noise (default 0)" },
         { "--record", PI0_ARG_STRING, &record, "DIR", "write each request's model inputs and actions here" },
@@ -148,11 +149,12 @@ int pi0_cmd_serve(int argc, char **argv) {
     if (be == PI0_BACKEND_CPU) devices.n = 1; /* one CPU model; its threads use every core */
     if (max_batch == 0) max_batch = be == PI0_BACKEND_CUDA ? 8 : 1;
     if (max_batch < 1 || max_clients < 1 || num_steps < 1 || num_steps > 1000 || port < 0 ||
-        port > 65535 || !(max_message_mb > 0) || !(timeout_s > 0) || threads < 0) {
+        port > 65535 || !(max_message_mb > 0) || !(timeout_s > 0) || !(keepalive_s >= 0) ||
+        threads < 0) {
         fprintf(stderr, "pi0 serve: bad value: --max-batch %d, --max-clients %d, --num-steps %d "
                 "(1..1000), --port %d (0..65535), --max-message-mb %g, --request-timeout-s %g, "
-                "--threads %d; counts and limits must be positive\n", max_batch, max_clients,
-                num_steps, port, max_message_mb, timeout_s, threads);
+                "--keepalive-s %g, --threads %d; counts and limits must be positive\n", max_batch,
+                max_clients, num_steps, port, max_message_mb, timeout_s, keepalive_s, threads);
         return 2;
     }
     if (norm_stats && !is_file(norm_stats)) {
@@ -218,7 +220,8 @@ int pi0_cmd_serve(int argc, char **argv) {
         .host = host, .port = port,
         .max_message_bytes = (size_t)(max_message_mb * 1024 * 1024) > 0
                                  ? (size_t)(max_message_mb * 1024 * 1024) : 1,
-        .max_clients = max_clients, .request_timeout_s = timeout_s, .max_batch = max_batch,
+        .max_clients = max_clients, .request_timeout_s = timeout_s, .keepalive_s = keepalive_s,
+        .max_batch = max_batch,
         .num_steps = num_steps, .noise_seed = noise_seed, .record_dir = record, .policy = policy,
         .models = models, .n_models = devices.n, .log = log_line,
     };

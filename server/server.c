@@ -29,7 +29,7 @@ enum {
     RX_CHUNK_BYTES = 256 * 1024, /* how much lws hands us per receive callback */
 };
 
-typedef enum { CONN_OPEN, CONN_SENDING_ERROR, CONN_CLOSING } conn_state;
+typedef enum { CONN_OPEN, CONN_CLOSING } conn_state; /* CLOSING: error text sent, close next */
 
 /* Per-session data (lws allocates it zeroed for every connection, HTTP ones too). */
 typedef struct conn {
@@ -50,6 +50,8 @@ typedef struct conn {
     bool rx_paused;
     double wait_start_ms;        /* when this connection began waiting for its next request */
     double prev_total_ms;        /* the last exchange's total (SERVING_SPEC 1.6), < 0 before */
+    bool ping_due;               /* keep-alive: send a ping at the next writeable callback */
+    bool awaiting_pong;          /* keep-alive: a ping is out and not answered yet */
 } conn;
 
 struct pi0_server {
@@ -67,7 +69,7 @@ struct pi0_server {
     uint64_t next_id;
     const uint8_t *metadata;     /* borrowed from the policy */
     size_t metadata_len;
-    lws_retry_bo_t keepalive;
+    lws_retry_bo_t no_validity;  /* switches lws's own keep-alive pings off (see below) */
     struct lws_protocols protocols[2];
 };
 
@@ -155,8 +157,8 @@ static void conn_advance(pi0_server *s, conn *c) {
     r->queued_ms = pi0_now_ms();
     c->head_submitted = true;
     if (!pi0_queue_push(s->todo, r)) {
-        /* Cannot happen while running (the queue holds one request per connection); while
-         * shutting down, fail the request instead of losing it. */
+        /* Only when shutting down (the queue has room for every connection's request): fail the
+         * request instead of losing it. */
         c->head_submitted = false;
         pi0_request_fail(r, CLOSE_INTERNAL_ERROR, "server is shutting down");
         c->head_done = true;
@@ -275,6 +277,14 @@ static int on_writeable(pi0_server *s, conn *c) {
         if (c->head_done) lws_callback_on_writable(wsi);
         return 0;
     }
+    if (c->ping_due) {
+        static const char payload[] = "pi0 keepalive";
+        if (!ws_send(wsi, payload, sizeof payload - 1, LWS_WRITE_PING)) return -1;
+        c->ping_due = false;
+        c->awaiting_pong = true;
+        if (c->head_done) lws_callback_on_writable(wsi);
+        return 0;
+    }
     if (!c->head || !c->head_done) return 0;
     pi0_request *r = c->head;
     if (!r->reply) {
@@ -349,6 +359,24 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         s->conns = c;
         s->n_conns++;
         lws_callback_on_writable(wsi); /* the metadata */
+        if (s->opt.keepalive_s > 0) lws_set_timer_usecs(wsi, (lws_usec_t)(s->opt.keepalive_s * 1e6));
+        return 0;
+    case LWS_CALLBACK_TIMER:
+        /* Keep-alive as openpi's server does it: a ping every keepalive_s, and a connection whose
+         * last ping went unanswered for that long is dropped (SERVING_SPEC 1.8). */
+        s = server_of(wsi);
+        if (!c || !c->is_ws) return 0;
+        if (c->awaiting_pong) {
+            server_log(s, "connection %llu: no pong within %g s, closing", (unsigned long long)c->id,
+                       s->opt.keepalive_s);
+            return -1;
+        }
+        c->ping_due = true;
+        lws_callback_on_writable(wsi);
+        lws_set_timer_usecs(wsi, (lws_usec_t)(s->opt.keepalive_s * 1e6));
+        return 0;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c && c->is_ws) c->awaiting_pong = false;
         return 0;
     case LWS_CALLBACK_CLOSED:
         s = server_of(wsi);
@@ -413,7 +441,8 @@ pi0_status pi0_server_open(pi0_server **out, const pi0_server_options *opt, pi0_
     if (opt->n_models < 1 || !opt->models || !opt->policy)
         return pi0_fail(err, PI0_ERR_INPUT, "the server needs a policy and at least one model");
     if (opt->max_clients < 1 || opt->max_batch < 1 || opt->num_steps < 1 ||
-        opt->max_message_bytes < 1 || opt->request_timeout_s <= 0 || opt->port < 0 ||
+        opt->max_message_bytes < 1 || opt->request_timeout_s <= 0 || opt->keepalive_s < 0 ||
+        opt->port < 0 ||
         opt->port > 65535)
         return pi0_fail(err, PI0_ERR_INPUT, "bad server options: max clients %d, max batch %d, "
                         "steps %d, max message %zu bytes, timeout %g s, port %d (expected "
@@ -426,9 +455,11 @@ pi0_status pi0_server_open(pi0_server **out, const pi0_server_options *opt, pi0_
     atomic_init(&s->record_counter, 0);
     s->metadata = pi0_policy_metadata(opt->policy, &s->metadata_len);
     pi0_status st;
-    /* Each connection has at most one request queued or with a worker: these never fill up. */
-    if ((st = pi0_queue_open(&s->todo, opt->max_clients, err)) != PI0_OK ||
-        (st = pi0_queue_open(&s->done, opt->max_clients, err)) != PI0_OK)
+    /* Each connection has at most one request queued or with a worker, so queues of max_clients
+     * never fill up; the margin covers connections closing while their request is out. */
+    const int capacity = 2 * opt->max_clients + 16;
+    if ((st = pi0_queue_open(&s->todo, capacity, err)) != PI0_OK ||
+        (st = pi0_queue_open(&s->done, capacity, err)) != PI0_OK)
         goto fail;
     s->workers = calloc((size_t)opt->n_models, sizeof *s->workers);
     if (!s->workers) {
@@ -453,9 +484,12 @@ pi0_status pi0_server_open(pi0_server **out, const pi0_server_options *opt, pi0_
         .name = "openpi", .callback = callback, .per_session_data_size = sizeof(conn),
         .rx_buffer_size = RX_CHUNK_BYTES,
     };
-    /* Pings after 20 s without traffic, hang up after 20 s more without an answer (openpi's
-     * keep-alive, SERVING_SPEC 1.8). */
-    s->keepalive = (lws_retry_bo_t){ .secs_since_valid_ping = 20, .secs_since_valid_hangup = 40 };
+    /* lws 4.1's own keep-alive pings are off (a policy without a hang-up time): it builds its ping
+     * in the buffer that holds the payload of a client ping still to be answered, so when both
+     * sides ping at once (both start their 20 s clocks at the handshake) the client receives a
+     * pong with the wrong payload and drops the connection. The keep-alive pings are ours
+     * (LWS_CALLBACK_TIMER), sent through the normal write path. */
+    s->no_validity = (lws_retry_bo_t){ .secs_since_valid_ping = 0, .secs_since_valid_hangup = 0 };
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     info.port = opt->port;
@@ -464,7 +498,7 @@ pi0_status pi0_server_open(pi0_server **out, const pi0_server_options *opt, pi0_
     info.user = s;
     info.timeout_secs = 10; /* opening and closing handshakes (SERVING_SPEC 1.8) */
     info.pt_serv_buf_size = RX_CHUNK_BYTES;
-    info.retry_and_idle_policy = &s->keepalive;
+    info.retry_and_idle_policy = &s->no_validity;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     if (opt->host && !strchr(opt->host, ':')) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     /* No info.extensions: permessage-deflate is declined, as openpi does. */

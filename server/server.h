@@ -20,6 +20,7 @@ typedef struct {
     size_t max_message_bytes;    /* larger requests get an error and close 1009 */
     int max_clients;             /* more concurrent connections are refused with HTTP 503 */
     double request_timeout_s;    /* a request queued longer than this fails */
+    double keepalive_s;          /* ping every keepalive_s, drop if unanswered as long; 0 = off */
     int max_batch;               /* requests per model call */
     int num_steps;               /* Euler steps */
     uint64_t noise_seed;

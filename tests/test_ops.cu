@@ -6,7 +6,10 @@
  * that; one round-to-nearest bf16 rounding is <= 2^-9 relative per element, hence <= 2^-9 in
  * relative L2. The limit 2^-8 leaves a factor 2 for fp32 summation order and transcendental
  * functions (both ~1e-6), never for a wrong formula (wrong pairing, mask or gain: > 1e-1).
- * Usage: test_ops [--seed N] [name-substring]. */
+ * Usage: test_ops [--seed N] [name-substring] | test_ops --bench (timings: the model's GEMM
+ * shapes, heuristic's first algorithm vs autotuned plan; fused vs unfused SigLIP attention) |
+ * test_ops --bench-skinny (the expert's step GEMMs at 10-51 rows, skinny kernel vs cuBLASLt;
+ * the fused suffix attention). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,8 @@
 #include <time.h>
 
 #include "cuda/gemm.h"
+#include "cuda/gemm_skinny.h"
+#include "cuda/glue.h"
 #include "ops/ops_cpu.h"
 #include "ops/ops_cuda.h"
 
@@ -281,6 +286,580 @@ static void run_gemm(const char *name, const int *a) {
     cudaFree(dx); cudaFree(dw); cudaFree(db); cudaFree(dy);
 }
 
+/* Fused SigLIP attention (attention_vit.cu) vs pi0_attention_cpu per image, with a[0] images,
+ * a[1] tokens, a[2] heads, a[3] head dim; the output is poisoned (NaN) first, so an unwritten
+ * element fails. Limit: two bf16 roundings in series, of the probabilities before P·V and of
+ * the output. The first perturbs each p_j by <= 2^-9 relative, independently, so the error
+ * sum_j dp_j v_j has an RMS <= 2^-9 * sqrt(sum_j p_j^2 v_j^2), which is the RMS of
+ * o = sum_j p_j v_j for zero-mean random v: <= 2^-9 relative; the second adds <= 2^-9. Sum
+ * 2^-8, times the factor 2 of ONE_ROUNDING for fp32 order and expf. Logits have an RMS of
+ * about 1.5 here, so the softmax is far from uniform and a wrong scale or a wrong head
+ * (> 1e-1) cannot pass. */
+static void run_attention_vit(const char *name, const int *a) {
+    int n_img = a[0], N = a[1], H = a[2], Dh = a[3], W = H * Dh;
+    size_t n_qkv = (size_t)n_img * N * 3 * W, n_o = (size_t)n_img * N * W;
+    float *qkv = host_rand(n_qkv, 1.0f);
+    /* q, k uniform in [-c, c): logit RMS = sqrt(Dh) * c^2/3 * scale = c^2 / 3, ~1.5 here */
+    float qk_scale = 2.1f;
+    for (size_t r = 0; r < (size_t)n_img * N; r++)
+        for (int c = 0; c < 2 * W; c++)
+            qkv[r * 3 * W + c] = pi0_round_bf16(qkv[r * 3 * W + c] * qk_scale);
+    float scale = 1.0f / sqrtf((float)Dh);
+    float *ref = (float *)malloc(n_o * 4), *q = (float *)malloc((size_t)N * W * 4),
+          *k = (float *)malloc((size_t)N * W * 4), *v = (float *)malloc((size_t)N * W * 4),
+          *probs = (float *)malloc((size_t)H * N * N * 4);
+    for (int i = 0; i < n_img; i++) {
+        for (int r = 0; r < N; r++) {
+            const float *row = qkv + ((size_t)i * N + r) * 3 * W;
+            memcpy(q + (size_t)r * W, row, W * 4);
+            memcpy(k + (size_t)r * W, row + W, W * 4);
+            memcpy(v + (size_t)r * W, row + 2 * W, W * 4);
+        }
+        pi0_attention_cpu(ref + (size_t)i * N * W, q, k, v, NULL, probs, N, N, H, H, Dh, scale,
+                          NULL);
+    }
+    bf16 *dqkv = dev_bf16(qkv, n_qkv), *dout = NULL;
+    cudaMalloc(&dout, n_o * 2);
+    cudaMemset(dout, 0xff, n_o * 2); /* bf16 0xffff is a NaN */
+    pi0_error err;
+    pi0_status st = pi0_attention_vit_cuda(dout, dqkv, n_img, N, H, Dh, scale, 0, &err);
+    cudaError_t ce = cudaDeviceSynchronize();
+    if (st == PI0_OK && ce != cudaSuccess) {
+        snprintf(err.msg, sizeof err.msg, "%s", cudaGetErrorString(ce));
+        st = PI0_ERR_DEVICE;
+    }
+    float *got = get_bf16(dout, n_o, W, W);
+    verdict(name, got, ref, n_o, 2 * ONE_ROUNDING, st ? err.msg : NULL);
+    free(qkv); free(ref); free(q); free(k); free(v); free(probs); free(got);
+    cudaFree(dqkv); cudaFree(dout);
+}
+
+/* ---- --bench: the heuristic's first algorithm vs the autotuned plan, SigLIP attention ------ */
+
+static __global__ void fill_kernel(bf16 *p, size_t n, uint32_t seed, float scale) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+        h ^= h >> 15; h *= 0x2c1b3c6du; h ^= h >> 12;
+        p[i] = __float2bfloat16(((h & 0xffffff) * 0x1p-24f * 2.0f - 1.0f) * scale);
+    }
+}
+
+/* Median time (ms) of n_iter single calls of a through g, the plan made by a first call. */
+static float gemm_median_ms(pi0_gemm_ctx *g, const pi0_gemm_args *a, int n_iter) {
+    pi0_error err;
+    if (pi0_gemm(g, a, 0, &err) != PI0_OK) {
+        printf("  gemm failed: %s\n", err.msg);
+        return -1.0f;
+    }
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    float t[64];
+    for (int i = 0; i < n_iter && i < 64; i++) {
+        cudaEventRecord(e0, 0);
+        pi0_gemm(g, a, 0, &err);
+        cudaEventRecord(e1, 0);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&t[i], e0, e1);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    for (int i = 1; i < n_iter; i++)  /* insertion sort, n_iter is small */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { float x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
+    return t[n_iter / 2];
+}
+
+/* The model's GEMM shapes (gemma_block and stage_vision): prefill at P = 532, 788 and batch 64
+ * x 532; SigLIP at 2, 3 and 128 images of 256 tokens. beta 1 marks the residual products. */
+static int bench_gemm(void) {
+    static const struct { const char *what; int N, K, epi; float beta; } shapes[] = {
+        { "gemma qkv", 2560, 2048, PI0_EPI_NONE, 0.0f },
+        { "gemma o (+resid)", 2048, 2048, PI0_EPI_NONE, 1.0f },
+        { "gemma gate|up", 32768, 2048, PI0_EPI_NONE, 0.0f },
+        { "gemma down (+resid)", 2048, 16384, PI0_EPI_NONE, 1.0f },
+        { "siglip qkv+bias", 3456, 1152, PI0_EPI_BIAS, 0.0f },
+        { "siglip o+bias (+resid)", 1152, 1152, PI0_EPI_BIAS, 1.0f },
+        { "siglip fc1+gelu", 4304, 1152, PI0_EPI_GELU_BIAS, 0.0f },
+        { "siglip fc2+bias (+resid)", 1152, 4304, PI0_EPI_BIAS, 1.0f },
+    };
+    static const int m_gemma[] = { 532, 788, 64 * 532 }, m_vit[] = { 512, 768, 128 * 256 };
+    pi0_gemm_ctx *g_heur = NULL, *g_tuned = NULL;
+    pi0_error err;
+    if (pi0_gemm_ctx_create(&g_heur, 64 << 20, &err) != PI0_OK ||
+        pi0_gemm_ctx_create(&g_tuned, 64 << 20, &err) != PI0_OK) {
+        printf("FAIL gemm context: %s\n", err.msg);
+        return 1;
+    }
+    pi0_gemm_ctx_set_autotune(g_heur, 0);
+    printf("| shape | M | N | K | heuristic us | TFLOP/s | tuned us | TFLOP/s | gain |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        for (int j = 0; j < 3; j++) {
+            int M = i < 4 ? m_gemma[j] : m_vit[j], N = shapes[i].N, K = shapes[i].K;
+            bf16 *x = NULL, *w = NULL, *y = NULL, *b = NULL;
+            cudaMalloc(&x, (size_t)M * K * 2);
+            cudaMalloc(&w, (size_t)N * K * 2);
+            cudaMalloc(&y, (size_t)M * N * 2);
+            cudaMalloc(&b, (size_t)N * 2);
+            fill_kernel<<<1024, 256>>>(x, (size_t)M * K, 1, 1.0f);
+            fill_kernel<<<1024, 256>>>(w, (size_t)N * K, 2, 1.0f / sqrtf((float)K));
+            fill_kernel<<<1024, 256>>>(y, (size_t)M * N, 3, 0.1f);
+            fill_kernel<<<1024, 256>>>(b, (size_t)N, 4, 0.1f);
+            pi0_gemm_args a;
+            memset(&a, 0, sizeof a);
+            a.M = M; a.N = N; a.K = K; a.batch = 1;
+            a.tx = a.tw = a.ty = CUDA_R_16BF;
+            a.x = x; a.ldx = K; a.w = w; a.ldw = K; a.y = y; a.ldy = N;
+            a.epilogue = shapes[i].epi; a.bias = b; a.alpha = 1.0f; a.beta = shapes[i].beta;
+            int iters = (double)M * N * K > 1e12 ? 9 : 31;
+            float th = gemm_median_ms(g_heur, &a, iters), tt = gemm_median_ms(g_tuned, &a, iters);
+            double tf = 2.0 * M * N * K * 1e-9;
+            printf("| %s | %d | %d | %d | %.1f | %.0f | %.1f | %.0f | %.2fx |\n", shapes[i].what, M,
+                   N, K, th * 1e3, tf / th, tt * 1e3, tf / tt, th / tt);
+            fflush(stdout);
+            cudaFree(x); cudaFree(w); cudaFree(y); cudaFree(b);
+        }
+    }
+    cudaError_t e = cudaDeviceSynchronize();
+    pi0_gemm_ctx_destroy(g_heur);
+    pi0_gemm_ctx_destroy(g_tuned);
+    if (e != cudaSuccess) {
+        printf("FAIL bench: %s\n", cudaGetErrorString(e));
+        return 1;
+    }
+    return 0;
+}
+
+/* Median time (ms) of n_iter replays of a captured graph: launch gaps stay out. */
+static float graph_median_ms(cudaGraphExec_t ge, cudaStream_t s, int n_iter) {
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    float t[64];
+    cudaGraphLaunch(ge, s);
+    for (int i = 0; i < n_iter && i < 64; i++) {
+        cudaEventRecord(e0, s);
+        cudaGraphLaunch(ge, s);
+        cudaEventRecord(e1, s);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&t[i], e0, e1);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    for (int i = 1; i < n_iter; i++)
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { float x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
+    return t[n_iter / 2];
+}
+
+/* SigLIP attention of n_img images, 16 heads of 72: the fused kernel against the five launches
+ * it replaced (heads split, scores GEMM, softmax, P·V GEMM, heads merge), each as a graph. */
+static int bench_attention_vit(void) {
+    const int N = 256, H = 16, Dh = 72, W = H * Dh, ldN = 256;
+    const int imgs[] = { 2, 3, 128 };
+    pi0_gemm_ctx *g = NULL;
+    pi0_error err;
+    if (pi0_gemm_ctx_create(&g, 64 << 20, &err) != PI0_OK) return 1;
+    cudaStream_t s;
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    printf("\n| SigLIP attention | images | fused us | 5 launches us | gain |\n|---|---:|---:|---:|---:|\n");
+    for (int c = 0; c < 3; c++) {
+        int n_img = imgs[c];
+        size_t rows = (size_t)n_img * N;
+        bf16 *qkv, *o, *q, *k, *v;
+        float *scores;
+        cudaMalloc(&qkv, rows * 3 * W * 2);
+        cudaMalloc(&o, rows * W * 2);
+        cudaMalloc(&q, rows * W * 2); cudaMalloc(&k, rows * W * 2); cudaMalloc(&v, rows * W * 2);
+        cudaMalloc(&scores, (size_t)n_img * H * N * ldN * 4);
+        fill_kernel<<<1024, 256>>>(qkv, rows * 3 * W, 5, 2.0f);
+        cudaDeviceSynchronize();
+        float scale = 1.0f / sqrtf((float)Dh);
+        long long sh = (long long)N * Dh, sS = (long long)N * ldN;
+        pi0_gemm_args sc, pv;
+        memset(&sc, 0, sizeof sc);
+        sc.M = N; sc.N = N; sc.K = Dh; sc.batch = n_img * H;
+        sc.tx = sc.tw = CUDA_R_16BF; sc.ty = CUDA_R_32F;
+        sc.x = q; sc.ldx = Dh; sc.sx = sh; sc.w = k; sc.ldw = Dh; sc.sw = sh;
+        sc.y = scores; sc.ldy = ldN; sc.sy = sS; sc.alpha = scale;
+        memset(&pv, 0, sizeof pv);
+        pv.M = N; pv.N = Dh; pv.K = N; pv.batch = n_img * H;
+        pv.tx = pv.tw = pv.ty = CUDA_R_16BF;
+        pv.x = scores; pv.ldx = 2 * ldN; pv.sx = 2 * sS; pv.w = v; pv.ldw = Dh; pv.sw = sh;
+        pv.w_kn = 1; pv.y = q; pv.ldy = Dh; pv.sy = sh; pv.alpha = 1.0f;
+        cudaGraphExec_t ge[2] = { NULL, NULL };
+        for (int variant = 0; variant < 2; variant++) {
+            for (int pass = 0; pass < 2; pass++) { /* eager (plans), then captured */
+                cudaGraph_t gr = NULL;
+                if (pass) cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+                pi0_status st;
+                if (variant == 0) {
+                    st = pi0_attention_vit_cuda(o, qkv, n_img, N, H, Dh, scale, s, &err);
+                } else {
+                    st = pi0_heads_split_cuda(q, k, v, qkv, n_img, N, H, Dh, s, &err);
+                    if (!st) st = pi0_gemm(g, &sc, s, &err);
+                    if (!st) st = pi0_softmax_cuda(scores, n_img * H, N, N, ldN, PI0_MASK_NONE,
+                                                   NULL, 0, 0, 1, s, &err);
+                    if (!st) st = pi0_gemm(g, &pv, s, &err);
+                    if (!st) st = pi0_heads_merge_cuda(o, q, n_img, N, H, Dh, s, &err);
+                }
+                if (pass) cudaStreamEndCapture(s, &gr);
+                if (st != PI0_OK) {
+                    printf("FAIL bench attention: %s\n", err.msg);
+                    return 1;
+                }
+                if (pass) {
+                    cudaGraphInstantiate(&ge[variant], gr, 0);
+                    cudaGraphDestroy(gr);
+                }
+                cudaStreamSynchronize(s);
+            }
+        }
+        float tf = graph_median_ms(ge[0], s, 31), tu = graph_median_ms(ge[1], s, 31);
+        printf("| 16 heads x 72 | %d | %.1f | %.1f | %.2fx |\n", n_img, tf * 1e3, tu * 1e3, tu / tf);
+        fflush(stdout);
+        cudaGraphExecDestroy(ge[0]);
+        cudaGraphExecDestroy(ge[1]);
+        cudaFree(qkv); cudaFree(o); cudaFree(q); cudaFree(k); cudaFree(v); cudaFree(scores);
+    }
+    cudaError_t e = cudaDeviceSynchronize();
+    cudaStreamDestroy(s);
+    pi0_gemm_ctx_destroy(g);
+    if (e != cudaSuccess) {
+        printf("FAIL bench attention: %s\n", cudaGetErrorString(e));
+        return 1;
+    }
+    return 0;
+}
+
+/* Skinny GEMM (gemm_skinny.cu) vs pi0_matmul_cpu, a[0] M, a[1] N, a[2] K, a[3] epilogue,
+ * a[4] RMSNorm prologue. The CPU side makes every rounding the unfused GPU path makes (the
+ * normalized X and, for the GELU gate, gate and up rounded to bf16), so what remains is the one
+ * rounding of the output: ONE_ROUNDING. A wrong pairing of gate and up, a missing (1 + s) or
+ * residual, or a mixed-up k order inside the mma fragments is > 1e-1. */
+static void run_skinny(const char *name, const int *a) {
+    int M = a[0], N = a[1], K = a[2], epi = a[3], norm = a[4];
+    int Nw = epi == PI0_SKINNY_GELU_GATE ? 2 * N : N;
+    float *x = host_rand((size_t)M * K, 2.0f), *w = host_rand((size_t)Nw * K, 1.0f / sqrtf((float)K));
+    float *s = host_rand(K, 0.5f), *y0 = host_rand((size_t)M * N, 1.0f);
+    float *xn = (float *)malloc((size_t)M * K * 4), *full = (float *)malloc((size_t)M * Nw * 4);
+    float *ref = (float *)malloc((size_t)M * N * 4);
+    if (norm) {
+        pi0_rmsnorm_cpu(xn, x, s, M, K, 1e-6f);
+        for (size_t i = 0; i < (size_t)M * K; i++) xn[i] = pi0_round_bf16(xn[i]);
+    } else {
+        memcpy(xn, x, (size_t)M * K * 4);
+    }
+    pi0_matmul_cpu(full, xn, w, NULL, M, Nw, K, NULL);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            size_t i = (size_t)m * N + n;
+            if (epi == PI0_SKINNY_STORE) {
+                ref[i] = full[(size_t)m * Nw + n];
+            } else if (epi == PI0_SKINNY_RESIDUAL) {
+                ref[i] = y0[i] + full[(size_t)m * Nw + n];
+            } else {
+                float g = pi0_round_bf16(full[(size_t)m * Nw + n]);
+                float u = pi0_round_bf16(full[(size_t)m * Nw + N + n]);
+                pi0_gelu_gate_cpu(&ref[i], &g, &u, 1, NULL);
+            }
+        }
+    bf16 *dx = dev_bf16(x, (size_t)M * K), *dw = dev_bf16(w, (size_t)Nw * K);
+    bf16 *dy = dev_bf16(y0, (size_t)M * N);
+    float *ds = dev_f32(s, K);
+    if (epi != PI0_SKINNY_RESIDUAL) cudaMemset(dy, 0xff, (size_t)M * N * 2); /* NaN poison */
+    pi0_error err;
+    pi0_status st = pi0_gemm_skinny_cuda(dy, N, dx, K, dw, M, N, K, norm ? ds : NULL, 1e-6f, epi,
+                                         0, &err);
+    cudaError_t ce = cudaDeviceSynchronize();
+    if (st == PI0_OK && ce != cudaSuccess) {
+        snprintf(err.msg, sizeof err.msg, "%s", cudaGetErrorString(ce));
+        st = PI0_ERR_DEVICE;
+    }
+    float *got = get_bf16(dy, (size_t)M * N, N, N);
+    verdict(name, got, ref, (size_t)M * N, ONE_ROUNDING, st ? err.msg : NULL);
+    free(x); free(w); free(s); free(y0); free(xn); free(full); free(ref); free(got);
+    cudaFree(dx); cudaFree(dw); cudaFree(dy); cudaFree(ds);
+}
+
+/* Fused suffix attention (attention_suffix.cu) vs pi0_rope_cpu + pi0_attention_cpu, a[0] B,
+ * a[1] T rows, a[2] t0 (first suffix token of the rows), a[3] P, a[4] H, a[5] Dh. Random pad
+ * mask over the prefix, n_valid its count; cache rows < P + t0 random. The reference rounds the
+ * rotated, scaled q and the rotated k to bf16 as rope.cu does for the unfused path. Limit: the
+ * probabilities' bf16 rounding (each weight <= 2^-9 relative, independent, so <= 2^-9 relative
+ * RMS on o) plus the output's (2^-9): 2^-8, times the factor 2 of ONE_ROUNDING for fp32 order,
+ * expf and the per-chunk rescaling. Logits have an RMS of ~1.5 (q, k uniform in +-2.1), so a
+ * wrong mask, position or chunk combine (> 1e-1) cannot pass. Also checked: the k rows written
+ * to the cache (one rounding), the v rows (exact copies), the tickets back at zero, and a
+ * second launch on the same scratch. */
+static void run_attn_suffix(const char *name, const int *a) {
+    int B = a[0], T = a[1], t0 = a[2], P = a[3], H = a[4], Dh = a[5];
+    int QKV = (H + 2) * Dh, Tk = P + t0 + T, nc = P + t0;
+    float qs = 1.0f / sqrtf((float)Dh);
+    size_t n_qkv = (size_t)B * T * QKV, n_kv = (size_t)B * Tk * Dh, n_o = (size_t)B * T * H * Dh;
+    float *qkv = host_rand(n_qkv, 1.0f), *kc = host_rand(n_kv, 2.1f), *vc = host_rand(n_kv, 1.0f);
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        for (int c = 0; c < (H + 1) * Dh; c++)
+            qkv[r * QKV + c] = pi0_round_bf16(qkv[r * QKV + c] * 2.1f);
+    uint8_t *pad = (uint8_t *)malloc((size_t)B * P + 1);
+    int32_t *nv = (int32_t *)malloc((size_t)B * 4);
+    for (int b = 0; b < B; b++) {
+        nv[b] = 0;
+        for (int j = 0; j < P; j++) nv[b] += pad[b * P + j] = (rng_next() % 5) != 0;
+    }
+    float *ref = (float *)malloc(n_o * 4), *kref = (float *)malloc(n_kv * 4);
+    float *vref = (float *)malloc(n_kv * 4);
+    memcpy(kref, kc, n_kv * 4);
+    memcpy(vref, vc, n_kv * 4);
+    float *rot = (float *)malloc((size_t)T * QKV * 4), *q = (float *)malloc((size_t)T * H * Dh * 4);
+    float *probs = (float *)malloc((size_t)H * T * Tk * 4);
+    uint8_t *mask = (uint8_t *)malloc((size_t)T * Tk);
+    int32_t *pos = (int32_t *)malloc((size_t)T * 4);
+    for (int b = 0; b < B; b++) {
+        memcpy(rot, qkv + (size_t)b * T * QKV, (size_t)T * QKV * 4);
+        for (int t = 0; t < T; t++) pos[t] = nv[b] + t0 + t;
+        pi0_rope_cpu(rot, pos, T, H + 1, Dh, QKV);
+        float *kb = kref + (size_t)b * Tk * Dh, *vb = vref + (size_t)b * Tk * Dh;
+        for (int t = 0; t < T; t++) {
+            for (int i = 0; i < H * Dh; i++)
+                q[(size_t)t * H * Dh + i] = pi0_round_bf16(rot[(size_t)t * QKV + i] * qs);
+            for (int d = 0; d < Dh; d++) {
+                kb[(size_t)(nc + t) * Dh + d] = pi0_round_bf16(rot[(size_t)t * QKV + H * Dh + d]);
+                vb[(size_t)(nc + t) * Dh + d] = qkv[((size_t)b * T + t) * QKV + (H + 1) * Dh + d];
+            }
+            for (int j = 0; j < Tk; j++)
+                mask[(size_t)t * Tk + j] = j < P ? pad[b * P + j] : (t0 + t > 0 || j == P);
+        }
+        pi0_attention_cpu(ref + (size_t)b * T * H * Dh, q, kb, vb, mask, probs, T, Tk, H, 1, Dh,
+                          1.0f, NULL);
+    }
+    bf16 *dqkv = dev_bf16(qkv, n_qkv), *dkc = dev_bf16(kc, n_kv), *dvc = dev_bf16(vc, n_kv);
+    bf16 *dout = NULL;
+    cudaMalloc(&dout, n_o * 2);
+    int32_t *dnv = NULL;
+    uint8_t *dpad = NULL;
+    float *dpart = NULL;
+    unsigned *dcount = NULL;
+    cudaMalloc(&dnv, (size_t)B * 4);
+    cudaMemcpy(dnv, nv, (size_t)B * 4, cudaMemcpyHostToDevice);
+    cudaMalloc(&dpad, (size_t)B * P + 1);
+    cudaMemcpy(dpad, pad, (size_t)B * P + 1, cudaMemcpyHostToDevice);
+    cudaMalloc(&dpart, pi0_attention_suffix_scratch_bytes(B * T, H, Dh));
+    cudaMalloc(&dcount, (size_t)B * H * 4);
+    cudaMemset(dcount, 0, (size_t)B * H * 4);
+    pi0_error err;
+    pi0_status st = PI0_OK;
+    for (int rep = 0; rep < 2 && st == PI0_OK; rep++) {
+        cudaMemset(dout, 0xff, n_o * 2);
+        st = pi0_attention_suffix_cuda(dout, dkc, dvc, dqkv, dnv, dpad, B, T, t0, P, H, Dh,
+                                       (long long)Tk * Dh, dpart, dcount, 0, &err);
+    }
+    cudaError_t ce = cudaDeviceSynchronize();
+    if (st == PI0_OK && ce != cudaSuccess) {
+        snprintf(err.msg, sizeof err.msg, "%s", cudaGetErrorString(ce));
+        st = PI0_ERR_DEVICE;
+    }
+    unsigned *cnt = (unsigned *)malloc((size_t)B * H * 4);
+    cudaMemcpy(cnt, dcount, (size_t)B * H * 4, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < B * H && st == PI0_OK; i++)
+        if (cnt[i]) {
+            snprintf(err.msg, sizeof err.msg, "ticket %d left at %u, expected 0", i, cnt[i]);
+            st = PI0_ERR_DEVICE;
+        }
+    float *got = get_bf16(dout, n_o, H * Dh, H * Dh);
+    float *gk = get_bf16(dkc, n_kv, Dh, Dh), *gv = get_bf16(dvc, n_kv, Dh, Dh);
+    char nm[128];
+    verdict(name, got, ref, n_o, 2 * ONE_ROUNDING, st ? err.msg : NULL);
+    snprintf(nm, sizeof nm, "%s cache k", name);
+    verdict(nm, gk, kref, n_kv, ONE_ROUNDING, st ? err.msg : NULL);
+    snprintf(nm, sizeof nm, "%s cache v", name);
+    verdict(nm, gv, vref, n_kv, 0.0, st ? err.msg : NULL);
+    free(qkv); free(kc); free(vc); free(pad); free(nv); free(ref); free(kref); free(vref);
+    free(rot); free(q); free(probs); free(mask); free(pos); free(cnt); free(got); free(gk);
+    free(gv);
+    cudaFree(dqkv); cudaFree(dkc); cudaFree(dvc); cudaFree(dout); cudaFree(dnv); cudaFree(dpad);
+    cudaFree(dpart); cudaFree(dcount);
+}
+
+/* ---- --bench-skinny: the expert's step GEMMs, skinny kernel vs cuBLASLt ------------------- */
+
+/* Mean ms of one launch of fn(i) over a captured graph of n launches, i cycling through the
+ * weight copies (their total is far above the 50 MB L2, so the weights come from HBM). */
+typedef struct {
+    int M, N, K, epi, norm, copy;
+    bf16 *x, *y, **w;
+    float *s;
+    pi0_gemm_ctx *g;
+    int lt;
+} sk_bench;
+
+static pi0_status sk_bench_one(sk_bench *b, cudaStream_t st, pi0_error *err) {
+    bf16 *w = b->w[b->copy];
+    int Nw = b->epi == PI0_SKINNY_GELU_GATE ? 2 * b->N : b->N;
+    if (!b->lt)
+        return pi0_gemm_skinny_cuda(b->y, b->N, b->x, b->K, w, b->M, b->N, b->K,
+                                    b->norm ? b->s : NULL, 1e-6f, b->epi, st, err);
+    pi0_gemm_args a;
+    memset(&a, 0, sizeof a);
+    a.M = b->M; a.N = Nw; a.K = b->K; a.batch = 1;
+    a.tx = a.tw = a.ty = CUDA_R_16BF;
+    a.x = b->x; a.ldx = b->K; a.w = w; a.ldw = b->K; a.y = b->y; a.ldy = Nw;
+    a.alpha = 1.0f; a.beta = b->epi == PI0_SKINNY_RESIDUAL ? 1.0f : 0.0f;
+    return pi0_gemm(b->g, &a, st, err);
+}
+
+static float sk_time_ms(sk_bench *b, int n_copies, cudaStream_t st) {
+    pi0_error err;
+    b->copy = 0;
+    if (sk_bench_one(b, st, &err) != PI0_OK) { /* plans cuBLASLt outside the capture */
+        printf("  failed: %s\n", err.msg);
+        return -1.0f;
+    }
+    cudaStreamSynchronize(st);
+    const int n = 60;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
+    for (int i = 0; i < n; i++) {
+        b->copy = i % n_copies;
+        sk_bench_one(b, st, &err);
+    }
+    cudaStreamEndCapture(st, &graph);
+    cudaGraphInstantiate(&exec, graph, 0);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    cudaGraphLaunch(exec, st);
+    float best = 1e30f;
+    for (int r = 0; r < 5; r++) {
+        float ms;
+        cudaEventRecord(e0, st);
+        cudaGraphLaunch(exec, st);
+        cudaEventRecord(e1, st);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (ms < best) best = ms;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    return best / n;
+}
+
+static int bench_skinny(void) {
+    static const struct { const char *what; int N, K, epi, norm; } shapes[] = {
+        { "norm + q|k|v", 2560, 1024, PI0_SKINNY_STORE, 1 },
+        { "o + residual", 1024, 2048, PI0_SKINNY_RESIDUAL, 0 },
+        { "norm + gate|up + gelu", 4096, 1024, PI0_SKINNY_GELU_GATE, 1 },
+        { "down + residual", 1024, 4096, PI0_SKINNY_RESIDUAL, 0 },
+    };
+    static const int ms[] = { 10, 11, 22, 51 };
+    cudaStream_t st;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    pi0_gemm_ctx *g = NULL;
+    pi0_error err;
+    if (pi0_gemm_ctx_create(&g, 32 << 20, &err) != PI0_OK) {
+        printf("FAIL gemm context: %s\n", err.msg);
+        return 1;
+    }
+    printf("| shape | M | N | K | skinny us | GB/s | cuBLASLt us | GB/s | gain |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int N = shapes[i].N, K = shapes[i].K;
+        int Nw = shapes[i].epi == PI0_SKINNY_GELU_GATE ? 2 * N : N;
+        size_t wbytes = (size_t)Nw * K * 2;
+        int n_copies = (int)((400u << 20) / wbytes) + 1;
+        bf16 **w = (bf16 **)malloc(n_copies * sizeof *w);
+        for (int c = 0; c < n_copies; c++) {
+            cudaMalloc(&w[c], wbytes);
+            fill_kernel<<<1024, 256>>>(w[c], (size_t)Nw * K, 10 + c, 1.0f / sqrtf((float)K));
+        }
+        for (size_t j = 0; j < sizeof ms / sizeof ms[0]; j++) {
+            int M = ms[j];
+            sk_bench b;
+            memset(&b, 0, sizeof b);
+            b.M = M; b.N = N; b.K = K; b.epi = shapes[i].epi; b.norm = shapes[i].norm;
+            b.w = w; b.g = g;
+            cudaMalloc(&b.x, (size_t)M * K * 2);
+            cudaMalloc(&b.y, (size_t)M * Nw * 2);
+            cudaMalloc(&b.s, (size_t)K * 4);
+            cudaMemset(b.s, 0, (size_t)K * 4);
+            fill_kernel<<<1024, 256>>>(b.x, (size_t)M * K, 1, 1.0f);
+            fill_kernel<<<1024, 256>>>(b.y, (size_t)M * Nw, 2, 0.1f);
+            b.lt = 0;
+            float t_sk = sk_time_ms(&b, n_copies, st);
+            b.lt = 1;
+            float t_lt = sk_time_ms(&b, n_copies, st);
+            double bytes = (double)wbytes + (double)M * K * 2 + (double)M * N * 2;
+            printf("| %s | %d | %d | %d | %.1f | %.0f | %.1f | %.0f | %.2fx |\n", shapes[i].what,
+                   M, Nw, K, t_sk * 1e3, bytes / t_sk * 1e-6, t_lt * 1e3, bytes / t_lt * 1e-6,
+                   t_lt / t_sk);
+            fflush(stdout);
+            cudaFree(b.x); cudaFree(b.y); cudaFree(b.s);
+        }
+        for (int c = 0; c < n_copies; c++) cudaFree(w[c]);
+        free(w);
+    }
+    /* the fused suffix attention at the seed workload's shapes (cache in L2, as in a step) */
+    static const int att[][3] = { { 1, 11, 532 }, { 1, 11, 788 }, { 2, 11, 788 } };
+    for (size_t i = 0; i < sizeof att / sizeof att[0]; i++) {
+        int B = att[i][0], T = att[i][1], P = att[i][2], H = 8, Dh = 256, Tk = P + T;
+        bf16 *qkv, *kc, *vc, *o;
+        int32_t *nv;
+        uint8_t *pad;
+        float *part;
+        unsigned *count;
+        cudaMalloc(&qkv, (size_t)B * T * (H + 2) * Dh * 2);
+        cudaMalloc(&kc, (size_t)B * Tk * Dh * 2);
+        cudaMalloc(&vc, (size_t)B * Tk * Dh * 2);
+        cudaMalloc(&o, (size_t)B * T * H * Dh * 2);
+        cudaMalloc(&nv, B * 4);
+        cudaMalloc(&pad, (size_t)B * P);
+        cudaMalloc(&part, pi0_attention_suffix_scratch_bytes(B * T, H, Dh));
+        cudaMalloc(&count, B * H * 4);
+        cudaMemset(count, 0, B * H * 4);
+        cudaMemset(nv, 0, B * 4);
+        cudaMemset(pad, 1, (size_t)B * P);
+        fill_kernel<<<1024, 256>>>(qkv, (size_t)B * T * (H + 2) * Dh, 3, 1.0f);
+        fill_kernel<<<1024, 256>>>(kc, (size_t)B * Tk * Dh, 4, 1.0f);
+        fill_kernel<<<1024, 256>>>(vc, (size_t)B * Tk * Dh, 5, 1.0f);
+        const int n = 60;
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        cudaStreamSynchronize(st);
+        cudaDeviceSynchronize();
+        cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
+        for (int r = 0; r < n; r++)
+            pi0_attention_suffix_cuda(o, kc, vc, qkv, nv, pad, B, T, 0, P, H, Dh,
+                                      (long long)Tk * Dh, part, count, st, &err);
+        cudaStreamEndCapture(st, &graph);
+        cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphLaunch(exec, st);
+        cudaEvent_t e0, e1;
+        cudaEventCreate(&e0);
+        cudaEventCreate(&e1);
+        cudaEventRecord(e0, st);
+        cudaGraphLaunch(exec, st);
+        cudaEventRecord(e1, st);
+        cudaEventSynchronize(e1);
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        printf("attention_suffix B=%d T=%d P=%d: %.2f us per launch\n", B, T, P, ms * 1e3 / n);
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        cudaFree(qkv); cudaFree(kc); cudaFree(vc); cudaFree(o); cudaFree(nv); cudaFree(pad);
+        cudaFree(part); cudaFree(count);
+    }
+    cudaError_t e = cudaDeviceSynchronize();
+    pi0_gemm_ctx_destroy(g);
+    if (e != cudaSuccess) {
+        printf("FAIL bench: %s\n", cudaGetErrorString(e));
+        return 1;
+    }
+    return 0;
+}
+
 static const op_case cases[] = {
     { "rmsnorm gemma-2b prefix B=1", run_rmsnorm, { 532, 2048 } },
     { "rmsnorm expert suffix B=64", run_rmsnorm, { 64 * 11, 1024 } },
@@ -303,14 +882,37 @@ static const op_case cases[] = {
     { "gemm siglip qkv + bias", run_gemm, { 256, 3456, 1152, PI0_EPI_BIAS } },
     { "gemm siglip fc1 gelu+bias", run_gemm, { 256, 4304, 1152, PI0_EPI_GELU_BIAS } },
     { "gemm odd", run_gemm, { 3, 24, 40, PI0_EPI_BIAS } },
+    { "skinny norm+qkv M=11", run_skinny, { 11, 2560, 1024, PI0_SKINNY_STORE, 1 } },
+    { "skinny o+resid M=22", run_skinny, { 22, 1024, 2048, PI0_SKINNY_RESIDUAL, 0 } },
+    { "skinny norm+gate|up+gelu M=11", run_skinny, { 11, 4096, 1024, PI0_SKINNY_GELU_GATE, 1 } },
+    { "skinny down+resid M=10", run_skinny, { 10, 1024, 4096, PI0_SKINNY_RESIDUAL, 0 } },
+    { "skinny gelu M=51 tiny", run_skinny, { 51, 128, 64, PI0_SKINNY_GELU_GATE, 1 } },
+    { "skinny store M=1 odd K", run_skinny, { 1, 24, 96, PI0_SKINNY_STORE, 0 } },
+    { "skinny resid M=33 norm", run_skinny, { 33, 160, 64, PI0_SKINNY_RESIDUAL, 1 } },
+    { "attn_suffix B=1 S=11 P=532", run_attn_suffix, { 1, 11, 0, 532, 8, 256 } },
+    { "attn_suffix B=2 S=11 P=788", run_attn_suffix, { 2, 11, 0, 788, 8, 256 } },
+    { "attn_suffix actions t0=1", run_attn_suffix, { 1, 10, 1, 532, 8, 256 } },
+    { "attn_suffix state T=1 B=3", run_attn_suffix, { 3, 1, 0, 300, 8, 256 } },
+    { "attn_suffix tiny h50 Dh=16", run_attn_suffix, { 1, 51, 0, 560, 8, 16 } },
+    { "attn_suffix B=4 Dh=64 odd P", run_attn_suffix, { 4, 8, 0, 37, 8, 64 } },
+    { "attention_vit siglip 2 images", run_attention_vit, { 2, 256, 16, 72 } },
+    { "attention_vit siglip 3 images", run_attention_vit, { 3, 256, 16, 72 } },
+    { "attention_vit tiny Dh=16", run_attention_vit, { 1, 256, 4, 16 } },
+    { "attention_vit N=64 Dh=8", run_attention_vit, { 2, 64, 3, 8 } },
+    { "attention_vit N=128 Dh=40", run_attention_vit, { 1, 128, 2, 40 } },
 };
 
 int main(int argc, char **argv) {
     uint64_t seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)clock();
     const char *only = NULL;
+    int bench_gemm_only = 0, bench_skinny_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--bench"))
+            bench_gemm_only = 1;
+        else if (!strcmp(argv[i], "--bench-skinny"))
+            bench_skinny_only = 1;
         else
             only = argv[i];
     }
@@ -319,6 +921,8 @@ int main(int argc, char **argv) {
         printf("SKIP: no CUDA device\n");
         return 0;
     }
+    if (bench_skinny_only) return bench_skinny();
+    if (bench_gemm_only) return bench_gemm() | bench_attention_vit();
     rng_state = seed;
     printf("seed 0x%llx\n", (unsigned long long)seed);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

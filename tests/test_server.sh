@@ -5,7 +5,7 @@
 #             stats, tokenizer); bad flags
 #   server A (droid, --record, --max-batch 8, --max-message-mb 2): tests/server/droid.py,
 #             errors.py, concurrency.py (32 clients x 20 requests)
-#   server B (aloha, --max-clients 2): tests/server/aloha.py
+#   server B (aloha, --max-clients 2, --keepalive-s 1): tests/server/aloha.py
 #   server C (droid, --num-steps 1000, --request-timeout-s 1): tests/server/slow.py
 #   every server stops cleanly on SIGTERM (exit 0).
 # Every server listens on 127.0.0.1 with a port the kernel picks (--port 0; read from its log),
@@ -61,7 +61,7 @@ expect_startup_error() { # what, words to find in the message, args...
 }
 mkdir -p "$tmp/no_weights" "$tmp/home"
 cp $MODEL/config.json "$tmp/no_weights/"
-expect_startup_error "missing model dir" "$tmp/nowhere no.such.directory" \
+expect_startup_error "missing model dir" "$tmp/nowhere directory" \
     --model "$tmp/nowhere" --policy droid
 expect_startup_error "missing config.json" "$tmp/home/config.json convert_jax_model_to_pytorch.py" \
     --model "$tmp/home" --policy droid
@@ -144,7 +144,7 @@ if start_server droid --policy droid --norm-stats $STATS/droid.json --record "$t
     fi
 fi
 
-if start_server aloha --policy aloha --norm-stats $STATS/aloha.json --max-clients 2; then
+if start_server aloha --policy aloha --norm-stats $STATS/aloha.json --max-clients 2 --keepalive-s 1; then
     run_client aloha.py PI0_NORM_STATS=$STATS/aloha.json
     stop_server aloha
 fi

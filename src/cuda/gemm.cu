@@ -2,12 +2,29 @@
  * Row-major Y = X·W^T is column-major Y^T = W·X^T: cuBLASLt's A is W (transposed unless
  * w_kn), its B is X, its D is Y; m = N, n = M. Bias epilogues then add a vector of length
  * m = N, one value per output feature, as wanted. Plans are kept in a flat array searched
- * linearly: a model has well under a few hundred distinct shapes. */
+ * linearly: a model has well under a few hundred distinct shapes.
+ * Autotuning: the heuristic's first choice is often not the fastest for the model's awkward
+ * shapes (M = 532 prefix rows, N = 1152 SigLIP columns: few output tiles for 132 SMs, where
+ * another tile shape or a split of K wins), so a new plan asks for up to TUNE_CANDIDATES
+ * algorithms and times each on the call's own buffers. All of them accumulate in fp32. */
 #include <stdlib.h>
 
 #include "cuda/gemm.h"
 
-enum { MAX_PLANS = 1024 };
+enum {
+    MAX_PLANS = 1024,
+    TUNE_CANDIDATES = 64,  /* algorithms asked of the heuristic, all timed for short products */
+    TUNE_CANDIDATES_LONG = 16, /* ... the first ones only when one run takes TUNE_SHORT_MS+ */
+    TUNE_REPS = 4,         /* timed runs per candidate after a warm-up and one timed run ... */
+    TUNE_CONFIRM = 3,      /* alternating re-timings of the winner against the first choice */
+};
+/* ... unless one run already takes this long: then one timed run decides (a batch-64 prefill
+ * GEMM takes milliseconds, and the candidates must stay a small part of the first run). */
+static const float TUNE_LONG_MS = 0.5f, TUNE_SHORT_MS = 0.2f;
+/* The winner replaces the heuristic's first choice only when the confirming re-timings say it
+ * is this much faster: one timed run of a long product drifts with clocks and temperature (a
+ * batch-64 down projection once "won" by 4 % in tuning and then ran 17 % slower). */
+static const float TUNE_MARGIN = 0.97f;
 
 typedef struct {               /* everything that selects descriptors and an algorithm */
     int M, N, K, batch, w_kn, epilogue, tf32, beta_one;
@@ -30,6 +47,8 @@ struct pi0_gemm_ctx {
     size_t workspace_bytes;
     plan *plans;
     int n_plans;
+    int autotune;              /* time the heuristic's candidates (default on) */
+    cudaEvent_t ev[2];         /* timing of candidates */
 };
 
 static int ptr_align(const void *p) {
@@ -58,7 +77,86 @@ static pi0_status layout(cublasLtMatrixLayout_t *l, cudaDataType_t t, int rows, 
     return PI0_OK;
 }
 
-static pi0_status plan_make(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a, pi0_error *err) {
+static size_t dtype_bytes(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
+
+/* Mean time of algo on a's buffers (ms), or a negative value when it does not run there. */
+static float algo_time(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a,
+                       const cublasLtMatmulAlgo_t *algo, cudaStream_t stream) {
+#define RUN_ONCE()                                                                         \
+    cublasLtMatmul(g->lt, p->op, &a->alpha, a->w, p->la, a->x, p->lb, &a->beta, a->y, p->lc, \
+                   a->y, p->lc, algo, g->workspace, g->workspace_bytes, stream)
+    if (RUN_ONCE() != CUBLAS_STATUS_SUCCESS) return -1.0f; /* warm-up */
+    float ms = -1.0f;
+    int reps = 1;
+    for (int round = 0; round < 2; round++) {
+        if (cudaEventRecord(g->ev[0], stream) != cudaSuccess) return -1.0f;
+        for (int r = 0; r < reps; r++)
+            if (RUN_ONCE() != CUBLAS_STATUS_SUCCESS) return -1.0f;
+        if (cudaEventRecord(g->ev[1], stream) != cudaSuccess ||
+            cudaEventSynchronize(g->ev[1]) != cudaSuccess ||
+            cudaEventElapsedTime(&ms, g->ev[0], g->ev[1]) != cudaSuccess)
+            return -1.0f;
+        ms /= reps;
+        if (ms >= TUNE_LONG_MS) break;
+        reps = TUNE_REPS;
+    }
+    return ms;
+#undef RUN_ONCE
+}
+
+/* Picks the fastest of the n candidates on a's own buffers (all n when the first one runs
+ * under TUNE_SHORT_MS, else the first TUNE_CANDIDATES_LONG). Plan time only (never inside a
+ * capture: the caller checks). When beta != 0 the output is also an input, so it is saved
+ * before the timing runs scribble on it and restored after; with beta = 0 the real call that
+ * follows overwrites whatever they left. Returns the index of the winner (0 when timing is
+ * impossible). */
+static int tune(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a,
+                const cublasLtMatmulHeuristicResult_t *res, int n, cudaStream_t stream) {
+    const plan_key *k = &p->key;
+    size_t y_bytes = ((size_t)(k->batch - 1) * (size_t)k->sy + (size_t)(k->M - 1) * k->ldy + k->N) *
+                     dtype_bytes(a->ty);
+    void *saved = NULL;
+    if (a->beta != 0.0f) {
+        if (cudaMalloc(&saved, y_bytes) != cudaSuccess) {
+            cudaGetLastError(); /* out of memory is not sticky: keep the heuristic's choice */
+            return 0;
+        }
+        if (cudaMemcpyAsync(saved, a->y, y_bytes, cudaMemcpyDeviceToDevice, stream) != cudaSuccess) {
+            cudaFree(saved);
+            return 0;
+        }
+    }
+    int best = 0;
+    float best_ms = -1.0f;
+    for (int i = 0; i < n; i++) {
+        if (res[i].state != CUBLAS_STATUS_SUCCESS || res[i].workspaceSize > g->workspace_bytes)
+            continue;
+        float ms = algo_time(g, p, a, &res[i].algo, stream);
+        if (ms >= 0.0f && (best_ms < 0.0f || ms < best_ms)) { best_ms = ms; best = i; }
+        if (i == 0 && ms >= TUNE_SHORT_MS && n > TUNE_CANDIDATES_LONG) n = TUNE_CANDIDATES_LONG;
+    }
+    if (best != 0) { /* confirm against the first choice, interleaved so drift hits both */
+        float t_first = 0.0f, t_best = 0.0f;
+        for (int r = 0; r < TUNE_CONFIRM && t_first >= 0.0f && t_best >= 0.0f; r++) {
+            float a0 = algo_time(g, p, a, &res[0].algo, stream);
+            float a1 = algo_time(g, p, a, &res[best].algo, stream);
+            t_first = a0 < 0.0f ? -1.0f : t_first + a0;
+            t_best = a1 < 0.0f ? -1.0f : t_best + a1;
+        }
+        if (t_best < 0.0f) best = 0;
+        else if (t_first >= 0.0f && !(t_best < TUNE_MARGIN * t_first)) best = 0;
+    }
+    cudaGetLastError(); /* a candidate that failed to launch leaves no error behind */
+    if (saved) {
+        cudaMemcpyAsync(a->y, saved, y_bytes, cudaMemcpyDeviceToDevice, stream);
+        cudaStreamSynchronize(stream);
+        cudaFree(saved);
+    }
+    return best;
+}
+
+static pi0_status plan_make(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a, cudaStream_t stream,
+                            pi0_error *err) {
     const plan_key *k = &p->key;
     cublasComputeType_t ct = a->tx == CUDA_R_32F && a->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                             : CUBLAS_COMPUTE_32F;
@@ -97,11 +195,11 @@ static pi0_status plan_make(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a, pi
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
     for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++)
         s = cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &al, sizeof al);
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
     int n_res = 0;
     if (s == CUBLAS_STATUS_SUCCESS)
-        s = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res,
-                                           &n_res);
+        s = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->la, p->lb, p->lc, p->lc, pref,
+                                           g->autotune ? TUNE_CANDIDATES : 1, res, &n_res);
     cublasLtMatmulPreferenceDestroy(pref);
     if (s != CUBLAS_STATUS_SUCCESS || n_res < 1)
         return pi0_fail(err, PI0_ERR_DEVICE,
@@ -109,7 +207,12 @@ static pi0_status plan_make(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a, pi
                         "epilogue %d, types %d/%d, status %d)",
                         k->M, k->N, k->M, k->K, a->w_kn ? "" : "^T", k->batch, k->epilogue, k->tx,
                         k->ty, (int)s);
-    p->algo = res.algo;
+    int pick = 0;
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    if (n_res > 1 && cudaStreamIsCapturing(stream, &capturing) == cudaSuccess &&
+        capturing == cudaStreamCaptureStatusNone)
+        pick = tune(g, p, a, res, n_res, stream);
+    p->algo = res[pick].algo;
     return PI0_OK;
 }
 
@@ -120,6 +223,7 @@ extern "C" pi0_status pi0_gemm_ctx_create(pi0_gemm_ctx **out, size_t workspace_b
     if (!g) return pi0_fail(err, PI0_ERR_NOMEM, "out of host memory for the GEMM context");
     g->plans = (plan *)calloc(MAX_PLANS, sizeof *g->plans);
     g->workspace_bytes = workspace_bytes;
+    g->autotune = 1;
     pi0_status st = PI0_ERR_NOMEM;
     if (!g->plans) {
         pi0_fail(err, PI0_ERR_NOMEM, "out of host memory for the GEMM plans");
@@ -134,6 +238,10 @@ extern "C" pi0_status pi0_gemm_ctx_create(pi0_gemm_ctx **out, size_t workspace_b
                       workspace_bytes);
         goto fail;
     }
+    if (cudaEventCreate(&g->ev[0]) != cudaSuccess || cudaEventCreate(&g->ev[1]) != cudaSuccess) {
+        st = pi0_fail(err, PI0_ERR_DEVICE, "cudaEventCreate for GEMM autotuning failed");
+        goto fail;
+    }
     *out = g;
     return PI0_OK;
 fail:
@@ -145,6 +253,8 @@ extern "C" void pi0_gemm_ctx_destroy(pi0_gemm_ctx *g) {
     if (!g) return;
     for (int i = 0; i < g->n_plans; i++) plan_free(&g->plans[i]);
     free(g->plans);
+    for (int i = 0; i < 2; i++)
+        if (g->ev[i]) cudaEventDestroy(g->ev[i]);
     if (g->workspace) cudaFree(g->workspace);
     if (g->lt) cublasLtDestroy(g->lt);
     free(g);
@@ -174,7 +284,7 @@ extern "C" pi0_status pi0_gemm(pi0_gemm_ctx *g, const pi0_gemm_args *a, cudaStre
         p = &g->plans[g->n_plans];
         memset(p, 0, sizeof *p);
         p->key = key;
-        pi0_status st = plan_make(g, p, a, err);
+        pi0_status st = plan_make(g, p, a, stream, err);
         if (st != PI0_OK) {
             plan_free(p);
             memset(p, 0, sizeof *p);
@@ -190,3 +300,5 @@ extern "C" pi0_status pi0_gemm(pi0_gemm_ctx *g, const pi0_gemm_args *a, cudaStre
                               stream));
     return PI0_OK;
 }
+
+extern "C" void pi0_gemm_ctx_set_autotune(pi0_gemm_ctx *g, int on) { g->autotune = on != 0; }

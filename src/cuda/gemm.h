@@ -3,7 +3,10 @@
  * or W stored [K, N] when w_kn (the P·V product). Optionally batched with element strides.
  * A plan (descriptors + the heuristic's algorithm) is made once per distinct call shape and
  * cached; the model makes every plan in its first, eager run, so that a captured CUDA graph
- * never asks the heuristic. Internal to the CUDA backend. */
+ * never asks the heuristic. A new plan times up to 16 of the heuristic's algorithms on the
+ * call's own buffers and keeps the fastest (autotuning, on by default): the first call of a
+ * shape then synchronizes the stream, and y must not overlap x or w. Internal to the CUDA
+ * backend. */
 #ifndef PI0_CUDA_GEMM_H
 #define PI0_CUDA_GEMM_H
 
@@ -33,6 +36,8 @@ pi0_status pi0_gemm_ctx_create(pi0_gemm_ctx **out, size_t workspace_bytes, pi0_e
 void pi0_gemm_ctx_destroy(pi0_gemm_ctx *g);
 /* Queues the product on stream. Plans a new shape on first sight (host work only). */
 pi0_status pi0_gemm(pi0_gemm_ctx *g, const pi0_gemm_args *a, cudaStream_t stream, pi0_error *err);
+/* Autotuning of plans made from now on: on (default) or off (the heuristic's first choice). */
+void pi0_gemm_ctx_set_autotune(pi0_gemm_ctx *g, int on);
 
 #ifdef __cplusplus
 }

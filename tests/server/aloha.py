@@ -1,8 +1,10 @@
-"""aloha.py - an ALOHA server (run with --max-clients 2): the metadata carries reset_pose, a
-request gets <f8 actions [10, 14] (the tiny model's horizon), and a third concurrent client is
-refused with HTTP 503 until one of the two leaves.
+"""aloha.py - an ALOHA server (run with --max-clients 2 --keepalive-s 1): the metadata carries
+reset_pose, a request gets <f8 actions [10, 14] (the tiny model's horizon), a third concurrent
+client is refused with HTTP 503 until one of the two leaves; the server pings every second and
+drops a client that does not answer, while clients that answer (as websockets does) stay.
 """
 
+import socket
 import time
 
 import numpy as np
@@ -53,6 +55,29 @@ def main():
         third.send(t.pack(aloha_obs(gen)))
         t.check(t.unpack(third.recv(timeout=120))["actions"].shape == (10, 14), "the new client is served")
         third.close()
+
+    # Keep-alive: a raw client that never answers pings gets one and is then dropped.
+    raw = socket.create_connection((t.HOST, t.port()), timeout=10)
+    raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    data, t0, closed_after = b"", time.monotonic(), None
+    while time.monotonic() - t0 < 15:
+        chunk = raw.recv(4096)
+        if not chunk:
+            closed_after = time.monotonic() - t0
+            break
+        data += chunk
+    raw.close()
+    body = data.split(b"\r\n\r\n", 1)[-1]
+    t.check(b"\x89" in body[3:], "the server pings a silent client")  # after the 3-byte metadata frame
+    t.check(closed_after is not None and closed_after < 6,
+            f"a client that never answers pings is dropped (after {closed_after} s; limit 6 s)")
+    ws, _ = t.ws_connect()
+    time.sleep(3)
+    ws.send(t.pack(aloha_obs(gen)))
+    t.check(t.unpack(ws.recv(timeout=120))["actions"].shape == (10, 14),
+            "a client that answers pings is still connected and served after 3 s of pings")
+    ws.close()
     t.finish()
 
 
