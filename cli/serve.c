@@ -242,11 +242,13 @@ int pi0_cmd_serve(int argc, char **argv) {
     fflush(stderr);
     rc = pi0_server_run(server, &err) == PI0_OK ? 0 : 1;
     if (rc) fprintf(stderr, "pi0 serve: %s\n", err.msg);
+done:
+    /* Until the server is closed, further signals are caught and ignored: a second Ctrl-C must
+     * not cut the shutdown short (the workers finish their model call first). */
+    running_server = NULL;
+    pi0_server_close(server);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    running_server = NULL;
-done:
-    pi0_server_close(server);
     for (int i = 0; i < devices.n; i++) pi0_model_close(models[i]);
     pi0_policy_close(policy);
     pi0_tokenizer_close(tok);

@@ -11,19 +11,26 @@
 
 #include "cuda/gemm.h"
 
+/* Build-time default of autotuning (-DPI0_GEMM_AUTOTUNE=0: the heuristic's first choice, for
+ * A/B timings of the whole model). */
+#ifndef PI0_GEMM_AUTOTUNE
+#define PI0_GEMM_AUTOTUNE 1
+#endif
+
 enum {
     MAX_PLANS = 1024,
-    TUNE_CANDIDATES = 64,  /* algorithms asked of the heuristic, all timed for short products */
-    TUNE_CANDIDATES_LONG = 16, /* ... the first ones only when one run takes TUNE_SHORT_MS+ */
-    TUNE_REPS = 4,         /* timed runs per candidate after a warm-up and one timed run ... */
-    TUNE_CONFIRM = 3,      /* alternating re-timings of the winner against the first choice */
+    TUNE_CANDIDATES = 32,       /* algorithms asked of the heuristic, all timed when short ... */
+    TUNE_CANDIDATES_LONG = 12,  /* ... the first ones only when one call takes TUNE_LONG_MS+ */
+    TUNE_FIRST_REPS = 3,        /* isolated calls per candidate in the first round (1 if long) */
+    TUNE_FINALISTS = 3,         /* fastest candidates re-timed against the heuristic's first */
+    TUNE_FINAL_REPS = 7,        /* interleaved isolated calls of each finalist */
 };
-/* ... unless one run already takes this long: then one timed run decides (a batch-64 prefill
- * GEMM takes milliseconds, and the candidates must stay a small part of the first run). */
-static const float TUNE_LONG_MS = 0.5f, TUNE_SHORT_MS = 0.2f;
-/* The winner replaces the heuristic's first choice only when the confirming re-timings say it
- * is this much faster: one timed run of a long product drifts with clocks and temperature (a
- * batch-64 down projection once "won" by 4 % in tuning and then ran 17 % slower). */
+static const float TUNE_LONG_MS = 0.3f;
+/* A finalist replaces the heuristic's first choice only when its median is this much lower.
+ * Timings are medians of isolated calls (events around each), as the model issues them between
+ * other kernels: back-to-back repeats overlap one call's tail with the next call's head and
+ * once picked a SigLIP fc1 algorithm that ran 19 % slower in place, and the fastest of many
+ * noisy single timings is biased low (it once picked a batch-64 down projection 15 % slower). */
 static const float TUNE_MARGIN = 0.97f;
 
 typedef struct {               /* everything that selects descriptors and an algorithm */
@@ -79,37 +86,36 @@ static pi0_status layout(cublasLtMatrixLayout_t *l, cudaDataType_t t, int rows, 
 
 static size_t dtype_bytes(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
 
-/* Mean time of algo on a's buffers (ms), or a negative value when it does not run there. */
-static float algo_time(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a,
-                       const cublasLtMatmulAlgo_t *algo, cudaStream_t stream) {
-#define RUN_ONCE()                                                                         \
-    cublasLtMatmul(g->lt, p->op, &a->alpha, a->w, p->la, a->x, p->lb, &a->beta, a->y, p->lc, \
-                   a->y, p->lc, algo, g->workspace, g->workspace_bytes, stream)
-    if (RUN_ONCE() != CUBLAS_STATUS_SUCCESS) return -1.0f; /* warm-up */
-    float ms = -1.0f;
-    int reps = 1;
-    for (int round = 0; round < 2; round++) {
-        if (cudaEventRecord(g->ev[0], stream) != cudaSuccess) return -1.0f;
-        for (int r = 0; r < reps; r++)
-            if (RUN_ONCE() != CUBLAS_STATUS_SUCCESS) return -1.0f;
-        if (cudaEventRecord(g->ev[1], stream) != cudaSuccess ||
-            cudaEventSynchronize(g->ev[1]) != cudaSuccess ||
-            cudaEventElapsedTime(&ms, g->ev[0], g->ev[1]) != cudaSuccess)
-            return -1.0f;
-        ms /= reps;
-        if (ms >= TUNE_LONG_MS) break;
-        reps = TUNE_REPS;
-    }
-    return ms;
-#undef RUN_ONCE
+static float median(float *t, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { float x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
+    return t[n / 2];
 }
 
-/* Picks the fastest of the n candidates on a's own buffers (all n when the first one runs
- * under TUNE_SHORT_MS, else the first TUNE_CANDIDATES_LONG). Plan time only (never inside a
- * capture: the caller checks). When beta != 0 the output is also an input, so it is saved
- * before the timing runs scribble on it and restored after; with beta = 0 the real call that
- * follows overwrites whatever they left. Returns the index of the winner (0 when timing is
- * impossible). */
+/* Time (ms) of one isolated call of algo on a's buffers, or a negative value when it does not
+ * run there. */
+static float algo_call_ms(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a,
+                          const cublasLtMatmulAlgo_t *algo, cudaStream_t stream) {
+    float ms = -1.0f;
+    if (cudaEventRecord(g->ev[0], stream) != cudaSuccess ||
+        cublasLtMatmul(g->lt, p->op, &a->alpha, a->w, p->la, a->x, p->lb, &a->beta, a->y, p->lc,
+                       a->y, p->lc, algo, g->workspace, g->workspace_bytes,
+                       stream) != CUBLAS_STATUS_SUCCESS ||
+        cudaEventRecord(g->ev[1], stream) != cudaSuccess ||
+        cudaEventSynchronize(g->ev[1]) != cudaSuccess ||
+        cudaEventElapsedTime(&ms, g->ev[0], g->ev[1]) != cudaSuccess)
+        return -1.0f;
+    return ms;
+}
+
+/* Picks the fastest of the n candidates on a's own buffers, in two rounds: every candidate (the
+ * first TUNE_CANDIDATES_LONG when the first choice takes TUNE_LONG_MS or more) gets a warm-up
+ * and the median of TUNE_FIRST_REPS isolated calls; then the TUNE_FINALISTS fastest and the
+ * heuristic's first choice take turns for TUNE_FINAL_REPS calls each, and the lowest median
+ * wins by TUNE_MARGIN or the first choice stays. Plan time only (never inside a capture: the
+ * caller checks). When beta != 0 the output is also an input, so it is saved before the timing
+ * runs scribble on it and restored after; with beta = 0 the real call that follows overwrites
+ * whatever they left. Returns the index of the winner (0 when timing is impossible). */
 static int tune(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a,
                 const cublasLtMatmulHeuristicResult_t *res, int n, cudaStream_t stream) {
     const plan_key *k = &p->key;
@@ -126,25 +132,51 @@ static int tune(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a,
             return 0;
         }
     }
-    int best = 0;
-    float best_ms = -1.0f;
+    float first[TUNE_CANDIDATES];
+    int reps = TUNE_FIRST_REPS;
     for (int i = 0; i < n; i++) {
+        first[i] = -1.0f;
         if (res[i].state != CUBLAS_STATUS_SUCCESS || res[i].workspaceSize > g->workspace_bytes)
             continue;
-        float ms = algo_time(g, p, a, &res[i].algo, stream);
-        if (ms >= 0.0f && (best_ms < 0.0f || ms < best_ms)) { best_ms = ms; best = i; }
-        if (i == 0 && ms >= TUNE_SHORT_MS && n > TUNE_CANDIDATES_LONG) n = TUNE_CANDIDATES_LONG;
-    }
-    if (best != 0) { /* confirm against the first choice, interleaved so drift hits both */
-        float t_first = 0.0f, t_best = 0.0f;
-        for (int r = 0; r < TUNE_CONFIRM && t_first >= 0.0f && t_best >= 0.0f; r++) {
-            float a0 = algo_time(g, p, a, &res[0].algo, stream);
-            float a1 = algo_time(g, p, a, &res[best].algo, stream);
-            t_first = a0 < 0.0f ? -1.0f : t_first + a0;
-            t_best = a1 < 0.0f ? -1.0f : t_best + a1;
+        float t[TUNE_FIRST_REPS];
+        if (algo_call_ms(g, p, a, &res[i].algo, stream) < 0.0f) continue; /* warm-up */
+        int ok = 1;
+        for (int r = 0; r < reps && ok; r++) ok = (t[r] = algo_call_ms(g, p, a, &res[i].algo, stream)) >= 0.0f;
+        if (!ok) continue;
+        first[i] = median(t, reps);
+        if (i == 0 && first[0] >= TUNE_LONG_MS) {
+            reps = 1;
+            if (n > TUNE_CANDIDATES_LONG) n = TUNE_CANDIDATES_LONG;
         }
-        if (t_best < 0.0f) best = 0;
-        else if (t_first >= 0.0f && !(t_best < TUNE_MARGIN * t_first)) best = 0;
+    }
+    int fin[TUNE_FINALISTS + 1], n_fin = 0;
+    if (first[0] >= 0.0f) fin[n_fin++] = 0;
+    for (int f = 0; f < TUNE_FINALISTS; f++) {
+        int pick = -1;
+        for (int i = 1; i < n; i++) {
+            int taken = 0;
+            for (int j = 0; j < n_fin; j++) taken |= fin[j] == i;
+            if (!taken && first[i] >= 0.0f && (pick < 0 || first[i] < first[pick])) pick = i;
+        }
+        if (pick >= 0) fin[n_fin++] = pick;
+    }
+    float t[TUNE_FINALISTS + 1][TUNE_FINAL_REPS], med[TUNE_FINALISTS + 1];
+    int usable[TUNE_FINALISTS + 1];
+    for (int j = 0; j < n_fin; j++) usable[j] = 1;
+    for (int r = 0; r < TUNE_FINAL_REPS; r++)
+        for (int j = 0; j < n_fin; j++)
+            if (usable[j] && (t[j][r] = algo_call_ms(g, p, a, &res[fin[j]].algo, stream)) < 0.0f)
+                usable[j] = 0;
+    int best = -1;
+    for (int j = 0; j < n_fin; j++) {
+        med[j] = usable[j] ? median(t[j], TUNE_FINAL_REPS) : -1.0f;
+        if (med[j] >= 0.0f && (best < 0 || med[j] < med[best])) best = j;
+    }
+    int winner = 0;
+    if (best >= 0) {
+        winner = fin[best];
+        /* fin[0] is the first choice whenever it ran: it keeps the place unless beaten clearly */
+        if (fin[0] == 0 && med[0] >= 0.0f && !(med[best] < TUNE_MARGIN * med[0])) winner = 0;
     }
     cudaGetLastError(); /* a candidate that failed to launch leaves no error behind */
     if (saved) {
@@ -152,7 +184,7 @@ static int tune(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a,
         cudaStreamSynchronize(stream);
         cudaFree(saved);
     }
-    return best;
+    return winner;
 }
 
 static pi0_status plan_make(pi0_gemm_ctx *g, plan *p, const pi0_gemm_args *a, cudaStream_t stream,
@@ -223,7 +255,7 @@ extern "C" pi0_status pi0_gemm_ctx_create(pi0_gemm_ctx **out, size_t workspace_b
     if (!g) return pi0_fail(err, PI0_ERR_NOMEM, "out of host memory for the GEMM context");
     g->plans = (plan *)calloc(MAX_PLANS, sizeof *g->plans);
     g->workspace_bytes = workspace_bytes;
-    g->autotune = 1;
+    g->autotune = PI0_GEMM_AUTOTUNE;
     pi0_status st = PI0_ERR_NOMEM;
     if (!g->plans) {
         pi0_fail(err, PI0_ERR_NOMEM, "out of host memory for the GEMM plans");
