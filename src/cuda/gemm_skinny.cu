@@ -108,6 +108,7 @@ skinny_kernel(bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w, int M, in
         for (int r = warp; r < M; r += SK_WARPS) {
             const bf16 *xr = x + (size_t)r * ldx;
             float ss = 0.0f;
+#pragma unroll 4
             for (int k = lane * 8; k < K; k += 256) ss += sum_sq8(__ldg((const uint4 *)(xr + k)));
             for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
             if (lane == 0) inv_rms[r] = rsqrtf(ss / K + eps);

@@ -27,9 +27,11 @@ enum {
     MAX_STEPS = 128,     /* time-embedding table rows */
     MAX_GRAPHS = 8,      /* cached graph executables (one per input shape) */
     /* Expert steps of at most this many rows (B*S) run on the skinny GEMMs and the fused suffix
-     * attention (gemm_skinny.cu, attention_suffix.cu); more rows go to cuBLASLt, which wins
-     * once the step stops being bound by streaming the weights. */
-    SKINNY_ROWS = 32,
+     * attention (gemm_skinny.cu, attention_suffix.cu). Off (0) for now: on an H100 under graph
+     * replay that path measured 19.38 ms p50 against 17.80 ms for cuBLASLt + the small kernels
+     * (B=1, skip-masked): the skinny GEMMs reach 0.5-0.9 TB/s (cuBLASLt 0.7-2.1) and the fused
+     * attention takes 24 us. It wins only in eager launches (1.34 vs 1.49 ms per step). */
+    SKINNY_ROWS = 0,
     WORKSPACE_BYTES = 64 << 20,
     STAGING_BYTES = 64 << 20,
 };

@@ -63,6 +63,8 @@ static __global__ void __launch_bounds__(AS_THREADS) attention_suffix_kernel(as_
     const float q_scale = rsqrtf((float)Dh);
     bf16 *kc = a.kc + b * a.kv_stride, *vc = a.vc + b * a.kv_stride;
     const bool writer = c == 0 && h == 0;           /* one block stores this pass's k, v rows */
+    /* every phase is a few L2 round trips per thread: unrolled so they overlap */
+#pragma unroll 4
     for (int idx = threadIdx.x; idx < T * half; idx += AS_THREADS) {
         int t = idx / half, i = idx % half;
         const bf16 *row = rows + (size_t)t * QKV;
@@ -82,6 +84,7 @@ static __global__ void __launch_bounds__(AS_THREADS) attention_suffix_kernel(as_
     /* the chunk's keys: cached rows (prefix, and earlier suffix rows) by 16-byte copies; this
      * pass's own rows straight from q|k|v (the writer block may not have stored them yet) */
     const int vec = Dh / 8;
+#pragma unroll 8
     for (int idx = threadIdx.x; idx < n_keys * vec; idx += AS_THREADS) {
         int kk = idx / vec, d = (idx % vec) * 8, j = j0 + kk;
         if (j < n_cached) {
@@ -92,6 +95,7 @@ static __global__ void __launch_bounds__(AS_THREADS) attention_suffix_kernel(as_
             *(uint4 *)(vs + kk * Dh + d) = *(const uint4 *)(row + (H + 1) * Dh + d);
         }
     }
+#pragma unroll 4
     for (int idx = threadIdx.x; idx < n_keys * half; idx += AS_THREADS) {
         int kk = idx / half, i = idx % half, j = j0 + kk;
         if (j < n_cached) continue;
@@ -103,50 +107,30 @@ static __global__ void __launch_bounds__(AS_THREADS) attention_suffix_kernel(as_
     }
     __syncthreads();
 
-    /* logits: a warp per key, lanes over the head dim in 8-element pieces, then a warp sum */
+    /* logits: a thread per (query row, key), the dot product from shared memory; each thread
+     * starts at its own 16-byte piece, so a quarter warp's reads hit distinct banks */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const uint8_t *pad = a.pad + (size_t)b * a.P;
-    for (int kk = warp; kk < n_keys; kk += AS_WARPS) {
-        float kf[16];  /* up to 2 pieces of 8 per lane: Dh <= 512 */
+    for (int idx = threadIdx.x; idx < T * n_keys; idx += AS_THREADS) {
+        int t = idx / n_keys, kk = idx % n_keys, j = j0 + kk, e0 = idx % vec;
+        const bf16 *qr = qs + t * Dh, *kr = ks + kk * Dh;
+        float sum = 0.0f;
+        for (int e = 0; e < vec; e++) {
+            int d = (e + e0 < vec ? e + e0 : e + e0 - vec) * 8;
+            uint4 uq = *(const uint4 *)(qr + d), uk = *(const uint4 *)(kr + d);
+            const __nv_bfloat162 *pq = (const __nv_bfloat162 *)&uq;
+            const __nv_bfloat162 *pk = (const __nv_bfloat162 *)&uk;
 #pragma unroll
-        for (int e = 0; e < 2; e++) {
-            int d = (lane + 32 * e) * 8;
-#pragma unroll
-            for (int z = 0; z < 8; z++) kf[e * 8 + z] = 0.0f;
-            if (d < Dh) {
-                uint4 u = *(const uint4 *)(ks + kk * Dh + d);
-                const __nv_bfloat162 *p2 = (const __nv_bfloat162 *)&u;
-#pragma unroll
-                for (int z = 0; z < 4; z++) {
-                    float2 f = __bfloat1622float2(p2[z]);
-                    kf[e * 8 + 2 * z] = f.x;
-                    kf[e * 8 + 2 * z + 1] = f.y;
-                }
+            for (int z = 0; z < 4; z++) {
+                float2 fq = __bfloat1622float2(pq[z]), fk = __bfloat1622float2(pk[z]);
+                sum += fq.x * fk.x;
+                sum += fq.y * fk.y;
             }
         }
-        int j = j0 + kk;
-        for (int t = 0; t < T; t++) {
-            float s = 0.0f;
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                int d = (lane + 32 * e) * 8;
-                if (d < Dh) {
-                    uint4 u = *(const uint4 *)(qs + t * Dh + d);
-                    const __nv_bfloat162 *p2 = (const __nv_bfloat162 *)&u;
-#pragma unroll
-                    for (int z = 0; z < 4; z++) {
-                        float2 f = __bfloat1622float2(p2[z]);
-                        s += f.x * kf[e * 8 + 2 * z];
-                        s += f.y * kf[e * 8 + 2 * z + 1];
-                    }
-                }
-            }
-            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-            /* PI0_SPEC 2.8: prefix keys by the pad mask; the state query (suffix index 0) sees
-             * only the state key, action queries every suffix key */
-            bool valid = j < a.P ? pad[j] != 0 : (a.t0 + t > 0 || j == a.P);
-            if (lane == 0) lg[t * C + kk] = valid ? s : -2.3819763e38f;
-        }
+        /* PI0_SPEC 2.8: prefix keys by the pad mask; the state query (suffix index 0) sees
+         * only the state key, action queries every suffix key */
+        bool valid = j < a.P ? pad[j] != 0 : (a.t0 + t > 0 || j == a.P);
+        lg[t * C + kk] = valid ? sum : -2.3819763e38f;
     }
     __syncthreads();
 
@@ -171,8 +155,10 @@ static __global__ void __launch_bounds__(AS_THREADS) attention_suffix_kernel(as_
 
     /* P·V of the chunk, two adjacent head-dim elements per thread */
     const size_t bh = (size_t)b * H + h;
-    float *part = a.part + bh * a.n_chunk * T * (Dh + 2);   /* [n_chunk, T, Dh + 2] */
-    float *mine = part + (size_t)c * T * (Dh + 2);
+    float *part = a.part + bh * a.n_chunk * T * Dh;          /* [n_chunk, T, Dh] */
+    float *pml = a.part + (size_t)gridDim.z * H * a.n_chunk * T * Dh +
+                 bh * a.n_chunk * T * 2;                      /* [n_chunk, T, 2] */
+    float *mine = part + (size_t)c * T * Dh;
     for (int idx = threadIdx.x; idx < T * half; idx += AS_THREADS) {
         int t = idx / half, d = 2 * (idx % half);
         float acc0 = 0.0f, acc1 = 0.0f;
@@ -182,12 +168,10 @@ static __global__ void __launch_bounds__(AS_THREADS) attention_suffix_kernel(as_
             acc0 += p * v.x;
             acc1 += p * v.y;
         }
-        *(float2 *)(mine + (size_t)t * (Dh + 2) + d) = make_float2(acc0, acc1);
+        *(float2 *)(mine + (size_t)t * Dh + d) = make_float2(acc0, acc1);
     }
-    for (int t = threadIdx.x; t < T; t += AS_THREADS) {
-        mine[(size_t)t * (Dh + 2) + Dh] = ml[2 * t];
-        mine[(size_t)t * (Dh + 2) + Dh + 1] = ml[2 * t + 1];
-    }
+    for (int t = threadIdx.x; t < T; t += AS_THREADS)
+        *(float2 *)(pml + ((size_t)c * T + t) * 2) = make_float2(ml[2 * t], ml[2 * t + 1]);
 
     /* the last block of (b, h) combines: partials visible device-wide before the ticket */
     __threadfence();
@@ -196,31 +180,40 @@ static __global__ void __launch_bounds__(AS_THREADS) attention_suffix_kernel(as_
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int t = threadIdx.x; t < T; t += AS_THREADS) {
+    for (int t = warp; t < T; t += AS_WARPS) { /* a warp per row, lanes over the chunks */
         float M = -3.402823466e38f, L = 0.0f;
-        for (int k = 0; k < a.n_chunk; k++)
-            M = fmaxf(M, __ldcg(part + ((size_t)k * T + t) * (Dh + 2) + Dh));
-        for (int k = 0; k < a.n_chunk; k++) {
-            const float *pk = part + ((size_t)k * T + t) * (Dh + 2) + Dh;
-            float e = expf(__ldcg(pk) - M);
+        for (int k = lane; k < a.n_chunk; k += 32)
+            M = fmaxf(M, __ldcg(pml + ((size_t)k * T + t) * 2));
+        for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+        for (int k = lane; k < a.n_chunk; k += 32) {
+            float2 v = __ldcg((const float2 *)(pml + ((size_t)k * T + t) * 2));
+            float e = expf(v.x - M);
             sc[k * T + t] = e;
-            L += __ldcg(pk + 1) * e;
+            L += v.y * e;
         }
+        for (int o = 16; o > 0; o >>= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
         float inv = 1.0f / L;
-        for (int k = 0; k < a.n_chunk; k++) sc[k * T + t] *= inv;
+        __syncwarp();
+        for (int k = lane; k < a.n_chunk; k += 32) sc[k * T + t] *= inv;
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < T * half; idx += AS_THREADS) {
-        int t = idx / half, d = 2 * (idx % half);
-        float o0 = 0.0f, o1 = 0.0f;
+    const int q4 = Dh / 4;
+    for (int idx = threadIdx.x; idx < T * q4; idx += AS_THREADS) {
+        int t = idx / q4, d = 4 * (idx % q4);
+        float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 16
         for (int k = 0; k < a.n_chunk; k++) {
-            float2 v = __ldcg((const float2 *)(part + ((size_t)k * T + t) * (Dh + 2) + d));
-            float s = sc[k * T + t];
-            o0 += s * v.x;
-            o1 += s * v.y;
+            float4 v = __ldcg((const float4 *)(part + ((size_t)k * T + t) * Dh + d));
+            float w = sc[k * T + t];
+            o.x += w * v.x;
+            o.y += w * v.y;
+            o.z += w * v.z;
+            o.w += w * v.w;
         }
-        *(__nv_bfloat162 *)(a.o + ((size_t)b * T + t) * H * Dh + (size_t)h * Dh + d) =
-            __floats2bfloat162_rn(o0, o1);
+        __nv_bfloat162 *out =
+            (__nv_bfloat162 *)(a.o + ((size_t)b * T + t) * H * Dh + (size_t)h * Dh + d);
+        out[0] = __floats2bfloat162_rn(o.x, o.y);
+        out[1] = __floats2bfloat162_rn(o.z, o.w);
     }
     if (threadIdx.x == 0) a.count[bh] = 0; /* ready for the next launch (and graph replay) */
 }
