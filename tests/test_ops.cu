@@ -7,9 +7,7 @@
  * relative L2. The limit 2^-8 leaves a factor 2 for fp32 summation order and transcendental
  * functions (both ~1e-6), never for a wrong formula (wrong pairing, mask or gain: > 1e-1).
  * Usage: test_ops [--seed N] [name-substring] | test_ops --bench (timings: the model's GEMM
- * shapes, heuristic's first algorithm vs autotuned plan; fused vs unfused SigLIP attention) |
- * test_ops --bench-skinny (the expert's step GEMMs at 10-51 rows, skinny kernel vs cuBLASLt;
- * the fused suffix attention). */
+ * shapes, heuristic's first algorithm vs autotuned plan; fused vs unfused SigLIP attention). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +15,6 @@
 #include <time.h>
 
 #include "cuda/gemm.h"
-#include "cuda/gemm_skinny.h"
 #include "cuda/glue.h"
 #include "ops/ops_cpu.h"
 #include "ops/ops_cuda.h"
@@ -537,334 +534,6 @@ static int bench_attention_vit(void) {
     return 0;
 }
 
-/* Skinny GEMM (gemm_skinny.cu) vs pi0_matmul_cpu, a[0] M, a[1] N, a[2] K, a[3] epilogue,
- * a[4] RMSNorm prologue. The CPU side makes every rounding the unfused GPU path makes (the
- * normalized X and, for the GELU gate, gate and up rounded to bf16), so what remains is the one
- * rounding of the output: ONE_ROUNDING. A wrong pairing of gate and up, a missing (1 + s) or
- * residual, or a mixed-up k order inside the mma fragments is > 1e-1. */
-static void run_skinny(const char *name, const int *a) {
-    int M = a[0], N = a[1], K = a[2], epi = a[3], norm = a[4];
-    int Nw = epi == PI0_SKINNY_GELU_GATE ? 2 * N : N;
-    float *x = host_rand((size_t)M * K, 2.0f), *w = host_rand((size_t)Nw * K, 1.0f / sqrtf((float)K));
-    float *s = host_rand(K, 0.5f), *y0 = host_rand((size_t)M * N, 1.0f);
-    float *xn = (float *)malloc((size_t)M * K * 4), *full = (float *)malloc((size_t)M * Nw * 4);
-    float *ref = (float *)malloc((size_t)M * N * 4);
-    if (norm) {
-        pi0_rmsnorm_cpu(xn, x, s, M, K, 1e-6f);
-        for (size_t i = 0; i < (size_t)M * K; i++) xn[i] = pi0_round_bf16(xn[i]);
-    } else {
-        memcpy(xn, x, (size_t)M * K * 4);
-    }
-    pi0_matmul_cpu(full, xn, w, NULL, M, Nw, K, NULL);
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            size_t i = (size_t)m * N + n;
-            if (epi == PI0_SKINNY_STORE) {
-                ref[i] = full[(size_t)m * Nw + n];
-            } else if (epi == PI0_SKINNY_RESIDUAL) {
-                ref[i] = y0[i] + full[(size_t)m * Nw + n];
-            } else {
-                float g = pi0_round_bf16(full[(size_t)m * Nw + n]);
-                float u = pi0_round_bf16(full[(size_t)m * Nw + N + n]);
-                pi0_gelu_gate_cpu(&ref[i], &g, &u, 1, NULL);
-            }
-        }
-    bf16 *dx = dev_bf16(x, (size_t)M * K), *dw = dev_bf16(w, (size_t)Nw * K);
-    bf16 *dy = dev_bf16(y0, (size_t)M * N);
-    float *ds = dev_f32(s, K);
-    if (epi != PI0_SKINNY_RESIDUAL) cudaMemset(dy, 0xff, (size_t)M * N * 2); /* NaN poison */
-    pi0_error err;
-    pi0_status st = pi0_gemm_skinny_cuda(dy, N, dx, K, dw, M, N, K, norm ? ds : NULL, 1e-6f, epi,
-                                         0, &err);
-    cudaError_t ce = cudaDeviceSynchronize();
-    if (st == PI0_OK && ce != cudaSuccess) {
-        snprintf(err.msg, sizeof err.msg, "%s", cudaGetErrorString(ce));
-        st = PI0_ERR_DEVICE;
-    }
-    float *got = get_bf16(dy, (size_t)M * N, N, N);
-    verdict(name, got, ref, (size_t)M * N, ONE_ROUNDING, st ? err.msg : NULL);
-    free(x); free(w); free(s); free(y0); free(xn); free(full); free(ref); free(got);
-    cudaFree(dx); cudaFree(dw); cudaFree(dy); cudaFree(ds);
-}
-
-/* Fused suffix attention (attention_suffix.cu) vs pi0_rope_cpu + pi0_attention_cpu, a[0] B,
- * a[1] T rows, a[2] t0 (first suffix token of the rows), a[3] P, a[4] H, a[5] Dh. Random pad
- * mask over the prefix, n_valid its count; cache rows < P + t0 random. The reference rounds the
- * rotated, scaled q and the rotated k to bf16 as rope.cu does for the unfused path. Limit: the
- * probabilities' bf16 rounding (each weight <= 2^-9 relative, independent, so <= 2^-9 relative
- * RMS on o) plus the output's (2^-9): 2^-8, times the factor 2 of ONE_ROUNDING for fp32 order,
- * expf and the per-chunk rescaling. Logits have an RMS of ~1.5 (q, k uniform in +-2.1), so a
- * wrong mask, position or chunk combine (> 1e-1) cannot pass. Also checked: the k rows written
- * to the cache (one rounding), the v rows (exact copies), the tickets back at zero, and a
- * second launch on the same scratch. */
-static void run_attn_suffix(const char *name, const int *a) {
-    int B = a[0], T = a[1], t0 = a[2], P = a[3], H = a[4], Dh = a[5];
-    int QKV = (H + 2) * Dh, Tk = P + t0 + T, nc = P + t0;
-    float qs = 1.0f / sqrtf((float)Dh);
-    size_t n_qkv = (size_t)B * T * QKV, n_kv = (size_t)B * Tk * Dh, n_o = (size_t)B * T * H * Dh;
-    float *qkv = host_rand(n_qkv, 1.0f), *kc = host_rand(n_kv, 2.1f), *vc = host_rand(n_kv, 1.0f);
-    for (size_t r = 0; r < (size_t)B * T; r++)
-        for (int c = 0; c < (H + 1) * Dh; c++)
-            qkv[r * QKV + c] = pi0_round_bf16(qkv[r * QKV + c] * 2.1f);
-    uint8_t *pad = (uint8_t *)malloc((size_t)B * P + 1);
-    int32_t *nv = (int32_t *)malloc((size_t)B * 4);
-    for (int b = 0; b < B; b++) {
-        nv[b] = 0;
-        for (int j = 0; j < P; j++) nv[b] += pad[b * P + j] = (rng_next() % 5) != 0;
-    }
-    float *ref = (float *)malloc(n_o * 4), *kref = (float *)malloc(n_kv * 4);
-    float *vref = (float *)malloc(n_kv * 4);
-    memcpy(kref, kc, n_kv * 4);
-    memcpy(vref, vc, n_kv * 4);
-    float *rot = (float *)malloc((size_t)T * QKV * 4), *q = (float *)malloc((size_t)T * H * Dh * 4);
-    float *probs = (float *)malloc((size_t)H * T * Tk * 4);
-    uint8_t *mask = (uint8_t *)malloc((size_t)T * Tk);
-    int32_t *pos = (int32_t *)malloc((size_t)T * 4);
-    for (int b = 0; b < B; b++) {
-        memcpy(rot, qkv + (size_t)b * T * QKV, (size_t)T * QKV * 4);
-        for (int t = 0; t < T; t++) pos[t] = nv[b] + t0 + t;
-        pi0_rope_cpu(rot, pos, T, H + 1, Dh, QKV);
-        float *kb = kref + (size_t)b * Tk * Dh, *vb = vref + (size_t)b * Tk * Dh;
-        for (int t = 0; t < T; t++) {
-            for (int i = 0; i < H * Dh; i++)
-                q[(size_t)t * H * Dh + i] = pi0_round_bf16(rot[(size_t)t * QKV + i] * qs);
-            for (int d = 0; d < Dh; d++) {
-                kb[(size_t)(nc + t) * Dh + d] = pi0_round_bf16(rot[(size_t)t * QKV + H * Dh + d]);
-                vb[(size_t)(nc + t) * Dh + d] = qkv[((size_t)b * T + t) * QKV + (H + 1) * Dh + d];
-            }
-            for (int j = 0; j < Tk; j++)
-                mask[(size_t)t * Tk + j] = j < P ? pad[b * P + j] : (t0 + t > 0 || j == P);
-        }
-        pi0_attention_cpu(ref + (size_t)b * T * H * Dh, q, kb, vb, mask, probs, T, Tk, H, 1, Dh,
-                          1.0f, NULL);
-    }
-    bf16 *dqkv = dev_bf16(qkv, n_qkv), *dkc = dev_bf16(kc, n_kv), *dvc = dev_bf16(vc, n_kv);
-    bf16 *dout = NULL;
-    cudaMalloc(&dout, n_o * 2);
-    int32_t *dnv = NULL;
-    uint8_t *dpad = NULL;
-    float *dpart = NULL;
-    unsigned *dcount = NULL;
-    cudaMalloc(&dnv, (size_t)B * 4);
-    cudaMemcpy(dnv, nv, (size_t)B * 4, cudaMemcpyHostToDevice);
-    cudaMalloc(&dpad, (size_t)B * P + 1);
-    cudaMemcpy(dpad, pad, (size_t)B * P + 1, cudaMemcpyHostToDevice);
-    cudaMalloc(&dpart, pi0_attention_suffix_scratch_bytes(B * T, H, Dh));
-    cudaMalloc(&dcount, (size_t)B * H * 4);
-    cudaMemset(dcount, 0, (size_t)B * H * 4);
-    pi0_error err;
-    pi0_status st = PI0_OK;
-    for (int rep = 0; rep < 2 && st == PI0_OK; rep++) {
-        cudaMemset(dout, 0xff, n_o * 2);
-        st = pi0_attention_suffix_cuda(dout, dkc, dvc, dqkv, dnv, dpad, B, T, t0, P, H, Dh,
-                                       (long long)Tk * Dh, dpart, dcount, 0, &err);
-    }
-    cudaError_t ce = cudaDeviceSynchronize();
-    if (st == PI0_OK && ce != cudaSuccess) {
-        snprintf(err.msg, sizeof err.msg, "%s", cudaGetErrorString(ce));
-        st = PI0_ERR_DEVICE;
-    }
-    unsigned *cnt = (unsigned *)malloc((size_t)B * H * 4);
-    cudaMemcpy(cnt, dcount, (size_t)B * H * 4, cudaMemcpyDeviceToHost);
-    for (int i = 0; i < B * H && st == PI0_OK; i++)
-        if (cnt[i]) {
-            snprintf(err.msg, sizeof err.msg, "ticket %d left at %u, expected 0", i, cnt[i]);
-            st = PI0_ERR_DEVICE;
-        }
-    float *got = get_bf16(dout, n_o, H * Dh, H * Dh);
-    float *gk = get_bf16(dkc, n_kv, Dh, Dh), *gv = get_bf16(dvc, n_kv, Dh, Dh);
-    char nm[128];
-    verdict(name, got, ref, n_o, 2 * ONE_ROUNDING, st ? err.msg : NULL);
-    snprintf(nm, sizeof nm, "%s cache k", name);
-    verdict(nm, gk, kref, n_kv, ONE_ROUNDING, st ? err.msg : NULL);
-    snprintf(nm, sizeof nm, "%s cache v", name);
-    verdict(nm, gv, vref, n_kv, 0.0, st ? err.msg : NULL);
-    free(qkv); free(kc); free(vc); free(pad); free(nv); free(ref); free(kref); free(vref);
-    free(rot); free(q); free(probs); free(mask); free(pos); free(cnt); free(got); free(gk);
-    free(gv);
-    cudaFree(dqkv); cudaFree(dkc); cudaFree(dvc); cudaFree(dout); cudaFree(dnv); cudaFree(dpad);
-    cudaFree(dpart); cudaFree(dcount);
-}
-
-/* ---- --bench-skinny: the expert's step GEMMs, skinny kernel vs cuBLASLt ------------------- */
-
-/* Mean ms of one launch of fn(i) over a captured graph of n launches, i cycling through the
- * weight copies (their total is far above the 50 MB L2, so the weights come from HBM). */
-typedef struct {
-    int M, N, K, epi, norm, copy;
-    bf16 *x, *y, **w;
-    float *s;
-    pi0_gemm_ctx *g;
-    int lt;
-} sk_bench;
-
-static pi0_status sk_bench_one(sk_bench *b, cudaStream_t st, pi0_error *err) {
-    bf16 *w = b->w[b->copy];
-    int Nw = b->epi == PI0_SKINNY_GELU_GATE ? 2 * b->N : b->N;
-    if (!b->lt)
-        return pi0_gemm_skinny_cuda(b->y, b->N, b->x, b->K, w, b->M, b->N, b->K,
-                                    b->norm ? b->s : NULL, 1e-6f, b->epi, st, err);
-    pi0_gemm_args a;
-    memset(&a, 0, sizeof a);
-    a.M = b->M; a.N = Nw; a.K = b->K; a.batch = 1;
-    a.tx = a.tw = a.ty = CUDA_R_16BF;
-    a.x = b->x; a.ldx = b->K; a.w = w; a.ldw = b->K; a.y = b->y; a.ldy = Nw;
-    a.alpha = 1.0f; a.beta = b->epi == PI0_SKINNY_RESIDUAL ? 1.0f : 0.0f;
-    return pi0_gemm(b->g, &a, st, err);
-}
-
-static float sk_time_ms(sk_bench *b, int n_copies, cudaStream_t st) {
-    pi0_error err;
-    b->copy = 0;
-    if (sk_bench_one(b, st, &err) != PI0_OK) { /* plans cuBLASLt outside the capture */
-        printf("  failed: %s\n", err.msg);
-        return -1.0f;
-    }
-    cudaStreamSynchronize(st);
-    const int n = 60;
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
-    for (int i = 0; i < n; i++) {
-        b->copy = i % n_copies;
-        sk_bench_one(b, st, &err);
-    }
-    cudaStreamEndCapture(st, &graph);
-    cudaGraphInstantiate(&exec, graph, 0);
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
-    cudaGraphLaunch(exec, st);
-    float best = 1e30f;
-    for (int r = 0; r < 5; r++) {
-        float ms;
-        cudaEventRecord(e0, st);
-        cudaGraphLaunch(exec, st);
-        cudaEventRecord(e1, st);
-        cudaEventSynchronize(e1);
-        cudaEventElapsedTime(&ms, e0, e1);
-        if (ms < best) best = ms;
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    return best / n;
-}
-
-static int bench_skinny(void) {
-    static const struct { const char *what; int N, K, epi, norm; } shapes[] = {
-        { "norm + q|k|v", 2560, 1024, PI0_SKINNY_STORE, 1 },
-        { "o + residual", 1024, 2048, PI0_SKINNY_RESIDUAL, 0 },
-        { "norm + gate|up + gelu", 4096, 1024, PI0_SKINNY_GELU_GATE, 1 },
-        { "down + residual", 1024, 4096, PI0_SKINNY_RESIDUAL, 0 },
-    };
-    static const int ms[] = { 10, 11, 22, 51 };
-    cudaStream_t st;
-    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
-    pi0_gemm_ctx *g = NULL;
-    pi0_error err;
-    if (pi0_gemm_ctx_create(&g, 32 << 20, &err) != PI0_OK) {
-        printf("FAIL gemm context: %s\n", err.msg);
-        return 1;
-    }
-    printf("| shape | M | N | K | skinny us | GB/s | cuBLASLt us | GB/s | gain |\n");
-    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        int N = shapes[i].N, K = shapes[i].K;
-        int Nw = shapes[i].epi == PI0_SKINNY_GELU_GATE ? 2 * N : N;
-        size_t wbytes = (size_t)Nw * K * 2;
-        int n_copies = (int)((400u << 20) / wbytes) + 1;
-        bf16 **w = (bf16 **)malloc(n_copies * sizeof *w);
-        for (int c = 0; c < n_copies; c++) {
-            cudaMalloc(&w[c], wbytes);
-            fill_kernel<<<1024, 256>>>(w[c], (size_t)Nw * K, 10 + c, 1.0f / sqrtf((float)K));
-        }
-        for (size_t j = 0; j < sizeof ms / sizeof ms[0]; j++) {
-            int M = ms[j];
-            sk_bench b;
-            memset(&b, 0, sizeof b);
-            b.M = M; b.N = N; b.K = K; b.epi = shapes[i].epi; b.norm = shapes[i].norm;
-            b.w = w; b.g = g;
-            cudaMalloc(&b.x, (size_t)M * K * 2);
-            cudaMalloc(&b.y, (size_t)M * Nw * 2);
-            cudaMalloc(&b.s, (size_t)K * 4);
-            cudaMemset(b.s, 0, (size_t)K * 4);
-            fill_kernel<<<1024, 256>>>(b.x, (size_t)M * K, 1, 1.0f);
-            fill_kernel<<<1024, 256>>>(b.y, (size_t)M * Nw, 2, 0.1f);
-            b.lt = 0;
-            float t_sk = sk_time_ms(&b, n_copies, st);
-            b.lt = 1;
-            float t_lt = sk_time_ms(&b, n_copies, st);
-            double bytes = (double)wbytes + (double)M * K * 2 + (double)M * N * 2;
-            printf("| %s | %d | %d | %d | %.1f | %.0f | %.1f | %.0f | %.2fx |\n", shapes[i].what,
-                   M, Nw, K, t_sk * 1e3, bytes / t_sk * 1e-6, t_lt * 1e3, bytes / t_lt * 1e-6,
-                   t_lt / t_sk);
-            fflush(stdout);
-            cudaFree(b.x); cudaFree(b.y); cudaFree(b.s);
-        }
-        for (int c = 0; c < n_copies; c++) cudaFree(w[c]);
-        free(w);
-    }
-    /* the fused suffix attention at the seed workload's shapes (cache in L2, as in a step) */
-    static const int att[][3] = { { 1, 11, 532 }, { 1, 11, 788 }, { 2, 11, 788 } };
-    for (size_t i = 0; i < sizeof att / sizeof att[0]; i++) {
-        int B = att[i][0], T = att[i][1], P = att[i][2], H = 8, Dh = 256, Tk = P + T;
-        bf16 *qkv, *kc, *vc, *o;
-        int32_t *nv;
-        uint8_t *pad;
-        float *part;
-        unsigned *count;
-        cudaMalloc(&qkv, (size_t)B * T * (H + 2) * Dh * 2);
-        cudaMalloc(&kc, (size_t)B * Tk * Dh * 2);
-        cudaMalloc(&vc, (size_t)B * Tk * Dh * 2);
-        cudaMalloc(&o, (size_t)B * T * H * Dh * 2);
-        cudaMalloc(&nv, B * 4);
-        cudaMalloc(&pad, (size_t)B * P);
-        cudaMalloc(&part, pi0_attention_suffix_scratch_bytes(B * T, H, Dh));
-        cudaMalloc(&count, B * H * 4);
-        cudaMemset(count, 0, B * H * 4);
-        cudaMemset(nv, 0, B * 4);
-        cudaMemset(pad, 1, (size_t)B * P);
-        fill_kernel<<<1024, 256>>>(qkv, (size_t)B * T * (H + 2) * Dh, 3, 1.0f);
-        fill_kernel<<<1024, 256>>>(kc, (size_t)B * Tk * Dh, 4, 1.0f);
-        fill_kernel<<<1024, 256>>>(vc, (size_t)B * Tk * Dh, 5, 1.0f);
-        const int n = 60;
-        cudaGraph_t graph;
-        cudaGraphExec_t exec;
-        cudaStreamSynchronize(st);
-        cudaDeviceSynchronize();
-        cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
-        for (int r = 0; r < n; r++)
-            pi0_attention_suffix_cuda(o, kc, vc, qkv, nv, pad, B, T, 0, P, H, Dh,
-                                      (long long)Tk * Dh, part, count, st, &err);
-        cudaStreamEndCapture(st, &graph);
-        cudaGraphInstantiate(&exec, graph, 0);
-        cudaGraphLaunch(exec, st);
-        cudaEvent_t e0, e1;
-        cudaEventCreate(&e0);
-        cudaEventCreate(&e1);
-        cudaEventRecord(e0, st);
-        cudaGraphLaunch(exec, st);
-        cudaEventRecord(e1, st);
-        cudaEventSynchronize(e1);
-        float ms;
-        cudaEventElapsedTime(&ms, e0, e1);
-        printf("attention_suffix B=%d T=%d P=%d: %.2f us per launch\n", B, T, P, ms * 1e3 / n);
-        cudaGraphExecDestroy(exec);
-        cudaGraphDestroy(graph);
-        cudaFree(qkv); cudaFree(kc); cudaFree(vc); cudaFree(o); cudaFree(nv); cudaFree(pad);
-        cudaFree(part); cudaFree(count);
-    }
-    cudaError_t e = cudaDeviceSynchronize();
-    pi0_gemm_ctx_destroy(g);
-    if (e != cudaSuccess) {
-        printf("FAIL bench: %s\n", cudaGetErrorString(e));
-        return 1;
-    }
-    return 0;
-}
-
 static const op_case cases[] = {
     { "rmsnorm gemma-2b prefix B=1", run_rmsnorm, { 532, 2048 } },
     { "rmsnorm expert suffix B=64", run_rmsnorm, { 64 * 11, 1024 } },
@@ -887,19 +556,6 @@ static const op_case cases[] = {
     { "gemm siglip qkv + bias", run_gemm, { 256, 3456, 1152, PI0_EPI_BIAS } },
     { "gemm siglip fc1 gelu+bias", run_gemm, { 256, 4304, 1152, PI0_EPI_GELU_BIAS } },
     { "gemm odd", run_gemm, { 3, 24, 40, PI0_EPI_BIAS } },
-    { "skinny norm+qkv M=11", run_skinny, { 11, 2560, 1024, PI0_SKINNY_STORE, 1 } },
-    { "skinny o+resid M=22", run_skinny, { 22, 1024, 2048, PI0_SKINNY_RESIDUAL, 0 } },
-    { "skinny norm+gate|up+gelu M=11", run_skinny, { 11, 4096, 1024, PI0_SKINNY_GELU_GATE, 1 } },
-    { "skinny down+resid M=10", run_skinny, { 10, 1024, 4096, PI0_SKINNY_RESIDUAL, 0 } },
-    { "skinny gelu M=51 tiny", run_skinny, { 51, 128, 64, PI0_SKINNY_GELU_GATE, 1 } },
-    { "skinny store M=1 odd K", run_skinny, { 1, 24, 96, PI0_SKINNY_STORE, 0 } },
-    { "skinny resid M=33 norm", run_skinny, { 33, 160, 64, PI0_SKINNY_RESIDUAL, 1 } },
-    { "attn_suffix B=1 S=11 P=532", run_attn_suffix, { 1, 11, 0, 532, 8, 256 } },
-    { "attn_suffix B=2 S=11 P=788", run_attn_suffix, { 2, 11, 0, 788, 8, 256 } },
-    { "attn_suffix actions t0=1", run_attn_suffix, { 1, 10, 1, 532, 8, 256 } },
-    { "attn_suffix state T=1 B=3", run_attn_suffix, { 3, 1, 0, 300, 8, 256 } },
-    { "attn_suffix tiny h50 Dh=16", run_attn_suffix, { 1, 51, 0, 560, 8, 16 } },
-    { "attn_suffix B=4 Dh=64 odd P", run_attn_suffix, { 4, 8, 0, 37, 8, 64 } },
     { "attention_vit siglip 2 images", run_attention_vit, { 2, 256, 16, 72 } },
     { "attention_vit siglip 3 images", run_attention_vit, { 3, 256, 16, 72 } },
     { "attention_vit tiny Dh=16", run_attention_vit, { 1, 256, 4, 16 } },
@@ -910,14 +566,12 @@ static const op_case cases[] = {
 int main(int argc, char **argv) {
     uint64_t seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)clock();
     const char *only = NULL;
-    int bench_gemm_only = 0, bench_skinny_only = 0;
+    int bench_gemm_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--bench"))
             bench_gemm_only = 1;
-        else if (!strcmp(argv[i], "--bench-skinny"))
-            bench_skinny_only = 1;
         else
             only = argv[i];
     }
@@ -926,7 +580,6 @@ int main(int argc, char **argv) {
         printf("SKIP: no CUDA device\n");
         return 0;
     }
-    if (bench_skinny_only) return bench_skinny();
     if (bench_gemm_only) return bench_gemm() | bench_attention_vit();
     rng_state = seed;
     printf("seed 0x%llx\n", (unsigned long long)seed);

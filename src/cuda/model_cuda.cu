@@ -17,7 +17,6 @@
 
 #include "cuda/cuda_common.h"
 #include "cuda/gemm.h"
-#include "cuda/gemm_skinny.h"
 #include "cuda/glue.h"
 #include "model.h"
 #include "ops/ops_cuda.h"
@@ -26,12 +25,6 @@ enum {
     MAX_CAMS = 3,        /* openpi's camera count: activation buffers are sized for it */
     MAX_STEPS = 128,     /* time-embedding table rows */
     MAX_GRAPHS = 8,      /* cached graph executables (one per input shape) */
-    /* Expert steps of at most this many rows (B*S) run on the skinny GEMMs and the fused suffix
-     * attention (gemm_skinny.cu, attention_suffix.cu). Off (0) for now: on an H100 under graph
-     * replay that path measured 19.38 ms p50 against 17.80 ms for cuBLASLt + the small kernels
-     * (B=1, skip-masked): the skinny GEMMs reach 0.5-0.9 TB/s (cuBLASLt 0.7-2.1) and the fused
-     * attention takes 24 us. It wins only in eager launches (1.34 vs 1.49 ms per step). */
-    SKINNY_ROWS = 0,
     WORKSPACE_BYTES = 64 << 20,
     STAGING_BYTES = 64 << 20,
 };
@@ -113,8 +106,6 @@ typedef struct {
     bf16 *tmp;            /* [rows, max width]: GEMM outputs of the epilogue-free path */
     float *scores;        /* logits fp32 / probabilities bf16, see softmax.cu */
     bf16 **kc, **vc;      /* [depth] of [B, P+S, Dh]: the KV cache, prefix rows then suffix */
-    float *apart;         /* fused suffix attention's per-chunk partials (attention_suffix.cu) */
-    unsigned *acount;     /* [B, H] its tickets, zero between launches */
     float *hf;            /* [B, S, De] expert final norm, fp32 */
     float *vel;           /* [B, S, Da] action_out_proj of every suffix row */
     float *xt, *v_first;  /* [B, A, Da] */
@@ -319,8 +310,6 @@ static int act_specs(cuda_state *st, const pi0_dims *d, buf_spec *s) {
         S_(st->kc[l], Bm * (Pm + Sm) * Dh * b);
         S_(st->vc[l], Bm * (Pm + Sm) * Dh * b);
     }
-    S_(st->apart, pi0_attention_suffix_scratch_bytes(SKINNY_ROWS, (int)H, (int)Dh));
-    S_(st->acount, Bm * H * sizeof(unsigned));
     S_(st->hf, Bm * Sm * De * f);
     S_(st->vel, Bm * Sm * Da * f);
     S_(st->xt, Bm * Am * Da * f); S_(st->v_first, Bm * Am * Da * f);
@@ -494,39 +483,6 @@ static pi0_status stage_vision(cuda_state *st, const pi0_dims *d, pi0_error *err
                                  sqrtf((float)D), s, err);
 }
 
-/* The suffix block of a small batch in five launches: norm + q|k|v, attention, o + residual,
- * norm + gate|up + GELU gate, down + residual. 1 when the flags and shapes allow it. */
-static int suffix_fast(const cuda_state *st, const gemma_layer *w, const pi0_gemma_dims *g,
-                       int R) {
-    unsigned need = PI0_OPT_FUSED_PROJ | PI0_OPT_GEMM_EPILOGUE;
-    int W = g->width, F = g->mlp_dim, HD = g->num_heads * g->head_dim;
-    return R <= SKINNY_ROWS && (st->flags & need) == need && g->head_dim % 8 == 0 &&
-           pi0_gemm_skinny_fits(R, HD + 2 * g->head_dim, W, W, st->ys, w->wqkv) &&
-           pi0_gemm_skinny_fits(R, W, HD, HD, st->o, w->wo) &&
-           pi0_gemm_skinny_fits(R, F, W, W, st->ys, w->wgu) &&
-           pi0_gemm_skinny_fits(R, W, F, F, st->mlp, w->wd);
-}
-
-static pi0_status suffix_block_fast(cuda_state *st, const gemma_layer *w,
-                                    const pi0_gemma_dims *g, int l, bf16 *xs, int T,
-                                    pi0_error *err) {
-    cudaStream_t s = st->stream;
-    int B = st->cur.B, R = B * T, W = g->width, F = g->mlp_dim;
-    int H = g->num_heads, Dh = g->head_dim, QKV = (H + 2) * Dh;
-    long long kv_stride = (long long)(st->P + 1 + st->cur.A) * Dh;
-    PI0_STATUS_TRY(pi0_gemm_skinny_cuda(st->qkv, QKV, xs, W, w->wqkv, R, QKV, W, w->attn_norm,
-                                        g->eps, PI0_SKINNY_STORE, s, err));
-    PI0_STATUS_TRY(pi0_attention_suffix_cuda(st->o, st->kc[l], st->vc[l], st->qkv, st->n_valid,
-                                             st->pad, B, T, 0, st->P, H, Dh, kv_stride,
-                                             st->apart, st->acount, s, err));
-    PI0_STATUS_TRY(pi0_gemm_skinny_cuda(xs, W, st->o, H * Dh, w->wo, R, W, H * Dh, NULL, 0.0f,
-                                        PI0_SKINNY_RESIDUAL, s, err));
-    PI0_STATUS_TRY(pi0_gemm_skinny_cuda(st->mlp, F, xs, W, w->wgu, R, F, W, w->ffw_norm, g->eps,
-                                        PI0_SKINNY_GELU_GATE, s, err));
-    return pi0_gemm_skinny_cuda(xs, W, st->mlp, F, w->wd, R, W, F, NULL, 0.0f,
-                                PI0_SKINNY_RESIDUAL, s, err);
-}
-
 /* One Gemma block over T tokens per row (rows B*T), reading/writing the KV cache at rows
  * kv_row0.. of each batch row; keys of the attention are the first Tk cache rows. kv_only: the
  * last prefix layer, whose outputs nobody reads (PI0_SPEC 8.1): only its K and V. */
@@ -538,8 +494,6 @@ static pi0_status gemma_block(cuda_state *st, const gemma_layer *w, const pi0_ge
     int P = st->P, Tk = suffix ? P + 1 + st->cur.A : P;
     long long kv_stride = (long long)(P + 1 + st->cur.A) * Dh;
     int ldS = (int)pi0_align_up(P + 1 + st->cur.A, 8);
-    if (suffix && !kv_only && suffix_fast(st, w, g, R))
-        return suffix_block_fast(st, w, g, l, xs, T, err);
 
     PI0_STATUS_TRY(pi0_rmsnorm_cuda(st->h, 0, xs, w->attn_norm, R, W, g->eps, s, err));
     if (kv_only) {
@@ -599,9 +553,6 @@ static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *
     int BA = B * A;
     CUDA_TRY(cudaMemcpyAsync(st->xt, st->noise, (size_t)BA * Da * sizeof(float),
                              cudaMemcpyDeviceToDevice, s));
-    /* the fused suffix attention's tickets start at zero (each launch leaves them so) */
-    CUDA_TRY(cudaMemsetAsync(st->acount, 0, (size_t)B * d->expert.num_heads * sizeof(unsigned),
-                             s));
     /* the state token depends on nothing that changes between steps */
     PI0_STATUS_TRY(mm32(st, st->stok, st->state, Da, st->state_w, B, De, Da, err));
     PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->stok, st->state_b, B, De, 0, s, err));

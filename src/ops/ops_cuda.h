@@ -73,26 +73,6 @@ int pi0_attention_vit_supported(int N, int Dh);
 pi0_status pi0_attention_vit_cuda(bf16 *o, const bf16 *qkv, int n_img, int N, int H, int Dh,
                                   float scale, cudaStream_t stream, pi0_error *err);
 
-/* One Euler step's suffix attention in one launch (attention_suffix.cu): RoPE of q and k, k/v
- * rows into the cache, masked multi-query attention, o out. T suffix rows per batch row are the
- * suffix tokens t0 .. t0+T-1 (t0 = 0: state first; t0 = 1: actions, the state row already in
- * the cache at row P), at positions n_valid[b] + t0 + t.
- *   qkv [B*T, (H+2)*Dh] bf16: H query heads, then k, then v, per token
- *   kc, vc: batch b's cache rows at kc + b*kv_stride (row j at j*Dh); rows 0..P-1 the prefix,
- *           P.. the suffix; this call writes rows P+t0 .. P+t0+T-1 and reads rows < P+t0
- *   keys P + t0 + T: prefix key j valid iff pad[b*P + j]; suffix key s seen by every action
- *   query, by the state query only when s == 0 (PI0_SPEC 2.8)
- *   o [B*T, H*Dh] bf16, head h at columns h*Dh.
- *   part: pi0_attention_suffix_scratch_bytes(B*T, H, Dh) of scratch; count: B*H zeros, left
- *   zero on return. Dh a multiple of 8 up to 512. */
-enum { PI0_ATTN_SUFFIX_MAX_CHUNKS = 64 };
-size_t pi0_attention_suffix_scratch_bytes(int n_rows, int H, int Dh);
-pi0_status pi0_attention_suffix_cuda(bf16 *o, bf16 *kc, bf16 *vc, const bf16 *qkv,
-                                     const int32_t *n_valid, const uint8_t *pad, int B, int T,
-                                     int t0, int P, int H, int Dh, long long kv_stride,
-                                     float *part, unsigned *count, cudaStream_t stream,
-                                     pi0_error *err);
-
 #ifdef __cplusplus
 }
 #endif
