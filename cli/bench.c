@@ -16,14 +16,13 @@
 #include <time.h>
 
 #include "args.h"
+#include "batch_buf.h"
 #include "cli.h"
 #include "common.h"
 #include "nvml.h"
 #include "pi0.h"
+#include "rng.h"
 
-#ifndef M_PI
-#define M_PI 3.14159265358979323846
-#endif
 
 /* B batch, C cameras, S image size, N tokens per camera, L prompt tokens, P prefix length,
  * A horizon, Da action dim, n Euler steps (PI0_SPEC §0.1). */
@@ -64,87 +63,32 @@ typedef struct {
 
 /* ---- random inputs ----------------------------------------------------------------------- */
 
-/* splitmix64: a small, well-mixed generator; the workload only needs reproducible noise. */
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double rng_unit(uint64_t *s) { return (rng_next(s) >> 11) * 0x1p-53; } /* [0, 1) */
-static float rng_uniform_pm1(uint64_t *s) { return (float)(2.0 * rng_unit(s) - 1.0); } /* [-1, 1) */
-static float rng_normal(uint64_t *s) {                                    /* Box-Muller */
-    double u1 = 1.0 - rng_unit(s), u2 = rng_unit(s);                     /* u1 in (0, 1] */
-    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
-}
-
-/* The inputs of PI0_SPEC §5.1 for up to B_max rows; a batch of B <= B_max uses the first B
- * rows (all arrays are row-major with the batch first). */
-typedef struct {
-    int B_max, C, S, L, A, Da;
-    float *images;       /* [B, C, S, S, 3] */
-    uint8_t *image_masks; /* [B, C] */
-    int32_t *tokens;     /* [B, L] */
-    uint8_t *token_mask; /* [B, L] */
-    float *state;        /* [B, Da] */
-    float *noise;        /* [B, A, Da] */
-} workload;
-
-static void workload_free(workload *w) {
-    free(w->images);
-    free(w->image_masks);
-    free(w->tokens);
-    free(w->token_mask);
-    free(w->state);
-    free(w->noise);
-    memset(w, 0, sizeof *w);
-}
-
-static int workload_make(workload *w, const bench_config *cfg, const pi0_dims *d, int B_max) {
-    memset(w, 0, sizeof *w);
-    w->B_max = B_max;
-    w->C = cfg->cameras;
-    w->S = d->image_size;
-    w->L = cfg->prompt_len;
-    w->A = cfg->horizon;
-    w->Da = d->action_dim;
-    size_t n_pixels = (size_t)w->S * w->S * 3;
-    w->images = malloc((size_t)B_max * w->C * n_pixels * sizeof *w->images);
-    w->image_masks = malloc((size_t)B_max * w->C);
-    w->tokens = malloc((size_t)B_max * w->L * sizeof *w->tokens);
-    w->token_mask = malloc((size_t)B_max * w->L);
-    w->state = malloc((size_t)B_max * w->Da * sizeof *w->state);
-    w->noise = malloc((size_t)B_max * w->A * w->Da * sizeof *w->noise);
-    if (!w->images || !w->image_masks || !w->tokens || !w->token_mask || !w->state || !w->noise) {
-        workload_free(w);
+/* The workload in B_max rows (a batch of B <= B_max uses the first B): a camera masked by
+ * --masked is all zeros in every row, the others uniform in [-1, 1); every prompt slot holds a
+ * random token; state and noise are standard normal. */
+static int workload_make(pi0_batch_buf *w, const bench_config *cfg, const pi0_dims *d, int B_max) {
+    if (pi0_batch_buf_alloc(w, B_max, cfg->cameras, d->image_size, cfg->prompt_len, cfg->horizon,
+                            d->action_dim) != 0)
         return -1;
-    }
-    uint64_t rng = cfg->seed ^ 0x5eedull;
+    size_t n_pixels = (size_t)w->S * w->S * 3;
+    pi0_rng rng;
+    pi0_rng_seed(&rng, cfg->seed ^ 0x5eedull);
     int vocab = d->llm.vocab_size < 256000 ? d->llm.vocab_size : 256000; /* randint(0, 256000) */
     for (int b = 0; b < B_max; b++) {
         for (int c = 0; c < w->C; c++) {
             float *img = w->images + ((size_t)b * w->C + c) * n_pixels;
             int masked = cfg->masked[c];
             w->image_masks[b * w->C + c] = masked ? 0 : 1;
-            for (size_t i = 0; i < n_pixels; i++) img[i] = masked ? 0.0f : rng_uniform_pm1(&rng);
+            for (size_t i = 0; i < n_pixels; i++) img[i] = masked ? 0.0f : pi0_rng_uniform_pm1(&rng);
         }
         for (int l = 0; l < w->L; l++) {
-            w->tokens[b * w->L + l] = (int32_t)(rng_next(&rng) % (uint64_t)vocab);
+            w->tokens[b * w->L + l] = (int32_t)(pi0_rng_next(&rng) % (uint64_t)vocab);
             w->token_mask[b * w->L + l] = 1;
         }
-        for (int i = 0; i < w->Da; i++) w->state[b * w->Da + i] = rng_normal(&rng);
-        for (int i = 0; i < w->A * w->Da; i++) w->noise[(size_t)b * w->A * w->Da + i] = rng_normal(&rng);
+        for (int i = 0; i < w->Da; i++) w->state[b * w->Da + i] = pi0_rng_normal(&rng);
+        for (int i = 0; i < w->A * w->Da; i++) w->noise[(size_t)b * w->A * w->Da + i] = pi0_rng_normal(&rng);
     }
     return 0;
-}
-
-static pi0_batch workload_batch(const workload *w, int B, int n_steps) {
-    pi0_batch in = {
-        .batch = B, .n_cameras = w->C, .images = w->images, .image_masks = w->image_masks,
-        .n_tokens = w->L, .tokens = w->tokens, .token_mask = w->token_mask, .state = w->state,
-        .noise = w->noise, .horizon = w->A, .num_steps = n_steps,
-    };
-    return in;
 }
 
 /* ---- statistics ---------------------------------------------------------------------------- */
@@ -570,7 +514,7 @@ typedef struct {
     model_recipe recipe;
     pi0_model *m;             /* the main model: cfg's flags and skip setting */
     const pi0_dims *dims;
-    workload w;
+    pi0_batch_buf w;          /* the workload */
     pi0_nvml *nv;             /* NULL: no power readings */
     char power_why[128];      /* why not */
     int n_masked, n_images;   /* masked cameras; cameras through SigLIP per row */
@@ -619,7 +563,7 @@ static void fmt_opts(char *buf, size_t size, unsigned flags) {
 
 /* Uploads the first B rows of the workload. */
 static pi0_status upload_rows(bench *b, pi0_model *m, int B, pi0_error *err) {
-    pi0_batch in = workload_batch(&b->w, B, b->cfg->steps);
+    pi0_batch in = pi0_batch_buf_rows(&b->w, B, b->cfg->steps);
     return pi0_model_upload(m, &in, err);
 }
 
@@ -1038,7 +982,7 @@ int pi0_cmd_bench(int argc, char **argv) {
 done:
     if (rc) fprintf(stderr, "pi0 bench: %s\n", err.msg);
     cJSON_Delete(b.root);
-    workload_free(&b.w);
+    pi0_batch_buf_free(&b.w);
     pi0_nvml_close(b.nv);
     pi0_model_close(b.m);
     return rc;

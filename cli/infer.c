@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "args.h"
+#include "batch_buf.h"
 #include "cli.h"
 #include "common.h"
 #include "pi0.h"
@@ -17,24 +18,6 @@
 
 /* B batch, C cameras, S image size, L prompt slots, A horizon, Da action dim, P prefix length,
  * N image tokens per camera, D LLM width. */
-typedef struct {
-    int B, C, L, A, steps;
-    float *images;               /* [B, C, S, S, 3] */
-    uint8_t *image_masks;        /* [B, C] */
-    int32_t *tokens;             /* [B, L] */
-    uint8_t *token_mask;         /* [B, L] */
-    float *state;                /* [B, Da] */
-    float *noise;                /* [B, A, Da] */
-} infer_inputs;
-
-static void inputs_free(infer_inputs *in) {
-    free(in->images);
-    free(in->image_masks);
-    free(in->tokens);
-    free(in->token_mask);
-    free(in->state);
-    free(in->noise);
-}
 
 static void log_stderr(void *ctx, const char *line) { fprintf(stderr, "pi0: %s\n", line); }
 
@@ -85,12 +68,6 @@ static const pi0_st_tensor *get_tensor(const pi0_safetensors *f, const char *pat
     return t;
 }
 
-static void *copy_out(const pi0_st_tensor *t) {
-    void *p = malloc(t->n_bytes ? t->n_bytes : 1);
-    if (p) memcpy(p, t->data, t->n_bytes);
-    return p;
-}
-
 /* Integer tensors (I32, I64, U8, BOOL) as int64 values, read through memcpy (unaligned data). */
 static int64_t int_at(const pi0_st_tensor *t, size_t i) {
     const uint8_t *p = (const uint8_t *)t->data + i * pi0_dtype_size(t->dtype);
@@ -103,7 +80,8 @@ static int64_t int_at(const pi0_st_tensor *t, size_t i) {
     }
 }
 
-static int read_inputs(const char *path, const pi0_dims *d, infer_inputs *in) {
+/* Fills in (every row of the file) and *num_steps; returns 0, or 1 with a line on stderr. */
+static int read_inputs(const char *path, const pi0_dims *d, pi0_batch_buf *in, int *num_steps) {
     pi0_error err;
     pi0_safetensors *f;
     if (pi0_safetensors_open(&f, path, &err) != PI0_OK) {
@@ -155,22 +133,16 @@ static int read_inputs(const char *path, const pi0_dims *d, infer_inputs *in) {
         goto done;
     }
 
-    in->B = (int)B;
-    in->C = (int)C;
-    in->L = (int)tok_shape[1];
-    in->A = (int)noise_shape[1];
-    in->steps = (int)n_steps;
-    in->images = copy_out(images);
-    in->state = copy_out(state);
-    in->noise = copy_out(noise);
-    in->image_masks = malloc((size_t)(B * C));
-    in->tokens = malloc((size_t)(B * in->L) * sizeof *in->tokens + 1);
-    in->token_mask = malloc((size_t)(B * in->L) + 1);
-    if (!in->images || !in->state || !in->noise || !in->image_masks || !in->tokens ||
-        !in->token_mask) {
+    *num_steps = (int)n_steps;
+    if (pi0_batch_buf_alloc(in, (int)B, (int)C, (int)S, (int)tok_shape[1], (int)noise_shape[1],
+                            (int)Da) != 0) {
         fprintf(stderr, "pi0 infer: out of memory reading %s\n", path);
         goto done;
     }
+    /* Shapes and dtypes are checked above: each F32 tensor is exactly its array. */
+    memcpy(in->images, images->data, images->n_bytes);
+    memcpy(in->state, state->data, state->n_bytes);
+    memcpy(in->noise, noise->data, noise->n_bytes);
     for (int64_t i = 0; i < B * C; i++) in->image_masks[i] = image_masks ? (uint8_t)int_at(image_masks, i) : 1;
     for (int64_t i = 0; i < B * in->L; i++) {
         int64_t v = int_at(tokens, (size_t)i);
@@ -218,7 +190,7 @@ static void rel_l2(const float *x, const pi0_st_tensor *ref, const uint8_t *row_
     *rel = den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-static int compare(const char *ref_path, const out_tensor *outs, int n_outs, const infer_inputs *in,
+static int compare(const char *ref_path, const out_tensor *outs, int n_outs, const pi0_batch_buf *in,
                    const pi0_dims *d, double tol) {
     pi0_error err;
     pi0_safetensors *ref;
@@ -353,7 +325,8 @@ int pi0_cmd_infer(int argc, char **argv) {
 
     pi0_error err;
     pi0_model *m = NULL;
-    infer_inputs in = { 0 };
+    pi0_batch_buf in = { 0 };
+    int steps = 0;
     float *actions = NULL, *v_first = NULL, *prefix = NULL;
     int rc = 1;
     double t0 = now_ms();
@@ -365,7 +338,7 @@ int pi0_cmd_infer(int argc, char **argv) {
         fprintf(stderr, "pi0 infer: %s\n", err.msg);
         return 1;
     }
-    if (read_inputs(inputs_path, &dims, &in)) goto done;
+    if (read_inputs(inputs_path, &dims, &in, &steps)) goto done;
     opt.max_batch = max_batch > 0 ? max_batch : in.B;
     if (pi0_model_open(&m, &opt, &err) != PI0_OK) {
         fprintf(stderr, "pi0 infer: %s\n", err.msg);
@@ -383,11 +356,7 @@ int pi0_cmd_infer(int argc, char **argv) {
         fprintf(stderr, "pi0 infer: out of memory for the outputs\n");
         goto done;
     }
-    pi0_batch batch = {
-        .batch = in.B, .n_cameras = in.C, .images = in.images, .image_masks = in.image_masks,
-        .n_tokens = in.L, .tokens = in.tokens, .token_mask = in.token_mask, .state = in.state,
-        .noise = in.noise, .horizon = in.A, .num_steps = in.steps,
-    };
+    pi0_batch batch = pi0_batch_buf_rows(&in, in.B, steps);
     pi0_outputs outs = { .actions = actions, .v_first = v_first, .prefix_embs = prefix };
     double t1 = now_ms();
     if (pi0_model_sample(m, &batch, &outs, &err) != PI0_OK) {
@@ -417,12 +386,12 @@ int pi0_cmd_infer(int argc, char **argv) {
         }
     }
     printf("pi0 infer: B=%d C=%d L=%d A=%d steps=%d on %s (%s): sample %.1f ms, load %.1f ms%s%s\n",
-           in.B, in.C, in.L, in.A, in.steps, pi0_backend_name(opt.backend), pi0_model_device_name(m),
+           in.B, in.C, in.L, in.A, steps, pi0_backend_name(opt.backend), pi0_model_device_name(m),
            t_sample, t_open, out_path ? ", wrote " : "", out_path ? out_path : "");
     rc = ref_path ? compare(ref_path, results, 3, &in, d, tol) : 0;
 done:
     pi0_model_close(m);
-    inputs_free(&in);
+    pi0_batch_buf_free(&in);
     free(actions);
     free(v_first);
     free(prefix);

@@ -43,6 +43,8 @@ typedef struct conn {
     uint8_t *rx;
     size_t rx_len, rx_cap;
     bool rx_discard;             /* after an error: ignore what still arrives */
+    bool oversized;              /* discarding an oversized message until its last byte */
+    size_t oversized_bytes;      /* its length so far */
     /* requests in arrival order; the head is the one being answered */
     pi0_request *head, *tail;
     int n_pending;
@@ -73,16 +75,7 @@ struct pi0_server {
     struct lws_protocols protocols[2];
 };
 
-static void server_log(const pi0_server *s, const char *fmt, ...) PI0_PRINTF(2, 3);
-static void server_log(const pi0_server *s, const char *fmt, ...) {
-    if (!s->opt.log) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    s->opt.log(s->opt.log_ctx, line);
-}
+#define server_log(s, ...) pi0_log_line((s)->opt.log, (s)->opt.log_ctx, __VA_ARGS__)
 
 static pi0_server *server_of(struct lws *wsi) {
     return lws_context_user(lws_get_context(wsi));
@@ -206,7 +199,20 @@ static void conn_fail(pi0_server *s, conn *c, int close_code, const char *fmt, .
 static void on_receive(pi0_server *s, conn *c, const uint8_t *in, size_t len) {
     struct lws *wsi = c->wsi;
     const bool first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
-    if (c->state != CONN_OPEN || c->rx_discard) return;
+    if (c->state != CONN_OPEN) return;
+    if (c->oversized) {
+        /* Read the oversized message to its end before answering: closing while the client is
+         * still sending would reset the connection and lose the error on the client's side. */
+        c->oversized_bytes += len;
+        if (final && lws_remaining_packet_payload(wsi) == 0) {
+            size_t total = c->oversized_bytes;
+            c->oversized = false;
+            conn_fail(s, c, CLOSE_MESSAGE_TOO_LARGE, "message of %zu bytes is over the server's "
+                      "limit of %zu bytes (--max-message-mb)", total, s->opt.max_message_bytes);
+        }
+        return;
+    }
+    if (c->rx_discard) return;
     if (first) c->rx_len = 0;
     if (!lws_frame_is_binary(wsi)) {
         /* openpi's server fails on a text message (decoding it raises); so do we. */
@@ -216,10 +222,13 @@ static void on_receive(pi0_server *s, conn *c, const uint8_t *in, size_t len) {
     }
     const size_t max = s->opt.max_message_bytes;
     if (len > max - c->rx_len) {
-        /* The frame's full length is known; a fragmented message's is not (hence "at least"). */
-        conn_fail(s, c, CLOSE_MESSAGE_TOO_LARGE, "message of at least %zu bytes is over the "
-                  "server's limit of %zu bytes (--max-message-mb)",
-                  c->rx_len + len + lws_remaining_packet_payload(wsi), max);
+        /* Nothing more is kept: count the bytes until the message ends, then fail (above). */
+        c->oversized = true;
+        c->oversized_bytes = c->rx_len;
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = c->rx_cap = 0;
+        on_receive(s, c, in, len);
         return;
     }
     size_t need = c->rx_len + len;

@@ -4,7 +4,6 @@
  * under load batches form by themselves, and an idle server answers a lone request at once). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,6 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "rng.h"
 #include "safetensors.h"
 #include "worker.h"
 
@@ -54,60 +54,20 @@ void pi0_request_fail(pi0_request *r, int close_code, const char *fmt, ...) {
     r->reply_len = 0;
 }
 
+void pi0_log_line(void (*log)(void *ctx, const char *line), void *ctx, const char *fmt, ...) {
+    if (!log) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    log(ctx, line);
+}
+
 double pi0_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-/* ---- noise: standard normal float32 from a seeded generator -------------------------------- */
-
-/* xoshiro256** seeded through splitmix64; normals by Box-Muller in double. Any good generator
- * would do (openpi draws from JAX's); this one is small, fast and the same on every machine. */
-typedef struct {
-    uint64_t s[4];
-    bool has_spare;
-    double spare;
-} noise_rng;
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void rng_seed(noise_rng *g, uint64_t seed) {
-    for (int i = 0; i < 4; i++) g->s[i] = splitmix64(&seed);
-    g->has_spare = false;
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(noise_rng *g) {
-    uint64_t *s = g->s, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-static double rng_uniform_open(noise_rng *g) { /* (0, 1): never 0, so log() is finite */
-    return ((double)(rng_next(g) >> 11) + 0.5) * 0x1p-53;
-}
-
-static float rng_normal(noise_rng *g) {
-    if (g->has_spare) {
-        g->has_spare = false;
-        return (float)g->spare;
-    }
-    double r = sqrt(-2.0 * log(rng_uniform_open(g))), phi = 6.283185307179586 * rng_uniform_open(g);
-    g->spare = r * sin(phi);
-    g->has_spare = true;
-    return (float)(r * cos(phi));
 }
 
 /* ---- the worker ---------------------------------------------------------------------------- */
@@ -116,7 +76,7 @@ struct pi0_worker {
     pi0_worker_config cfg;
     pi0_model *model;            /* borrowed */
     int index;
-    noise_rng rng;
+    pi0_rng rng;                 /* noise: any good generator serves (rng.h) */
     pthread_t thread;
     bool running;
 
@@ -135,16 +95,7 @@ struct pi0_worker {
     int max_rows;
 };
 
-static void worker_log(const pi0_worker *w, const char *fmt, ...) PI0_PRINTF(2, 3);
-static void worker_log(const pi0_worker *w, const char *fmt, ...) {
-    if (!w->cfg.log) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    w->cfg.log(w->cfg.log_ctx, line);
-}
+#define worker_log(w, ...) pi0_log_line((w)->cfg.log, (w)->cfg.log_ctx, __VA_ARGS__)
 
 void pi0_worker_close(pi0_worker *w) {
     if (!w) return;
@@ -175,7 +126,7 @@ pi0_status pi0_worker_open(pi0_worker **out, pi0_model *m, int index, const pi0_
     w->cfg = *cfg;
     w->model = m;
     w->index = index;
-    rng_seed(&w->rng, cfg->noise_seed + (uint64_t)index);
+    pi0_rng_seed(&w->rng, cfg->noise_seed + (uint64_t)index);
     const int B = cfg->max_batch;
     pi0_status st = PI0_OK;
     w->rows = calloc((size_t)B, sizeof *w->rows);
@@ -244,8 +195,8 @@ pi0_status pi0_worker_warmup(pi0_worker *w, pi0_error *err) {
     /* Gray images, the empty prompt ([bos, "\n"]), zero state, noise from its own generator. The
      * camera patterns are those of the presets: two cameras and a missing one (DROID, LIBERO,
      * ALOHA without the right wrist), and all three; the CUDA backend captures a graph per shape. */
-    noise_rng g;
-    rng_seed(&g, 0x5eedull);
+    pi0_rng g;
+    pi0_rng_seed(&g, 0x5eedull);
     const int B = w->cfg.max_batch;
     for (int b = 0; b < B; b++) {
         for (size_t i = 0; i < (size_t)w->C * w->S * w->S * 3; i++)
@@ -255,7 +206,7 @@ pi0_status pi0_worker_warmup(pi0_worker *w, pi0_error *err) {
             w->token_mask[b * w->L + l] = l < 2;
         }
         for (int i = 0; i < w->Da; i++) w->state[b * w->Da + i] = 0.0f;
-        for (int i = 0; i < w->A * w->Da; i++) w->noise[(size_t)b * w->A * w->Da + i] = rng_normal(&g);
+        for (int i = 0; i < w->A * w->Da; i++) w->noise[(size_t)b * w->A * w->Da + i] = pi0_rng_normal(&g);
     }
     /* On the CPU every shape costs the same and a full-size run takes long: one is enough. */
     const bool every_shape = pi0_model_backend(w->model) != PI0_BACKEND_CPU;
@@ -314,7 +265,7 @@ static void copy_row_in(pi0_worker *w, int b, const pi0_policy_row *row) {
     memcpy(w->tokens + (size_t)b * w->L, row->tokens, (size_t)w->L * sizeof *w->tokens);
     memcpy(w->token_mask + (size_t)b * w->L, row->token_mask, (size_t)w->L);
     memcpy(w->state + (size_t)b * w->Da, row->state, (size_t)w->Da * sizeof *w->state);
-    for (int i = 0; i < w->A * w->Da; i++) w->noise[(size_t)b * w->A * w->Da + i] = rng_normal(&w->rng);
+    for (int i = 0; i < w->A * w->Da; i++) w->noise[(size_t)b * w->A * w->Da + i] = pi0_rng_normal(&w->rng);
 }
 
 static void run_batch(pi0_worker *w, pi0_request **reqs, int n) {

@@ -40,6 +40,11 @@ void pi0_request_fail(pi0_request *r, int close_code, const char *fmt, ...) PI0_
 
 double pi0_now_ms(void);                         /* CLOCK_MONOTONIC in milliseconds */
 
+/* Formats one log line (printf-style, cut at 1 KiB) and hands it to log; log NULL: nothing.
+ * The worker and the websocket side both log through it. */
+void pi0_log_line(void (*log)(void *ctx, const char *line), void *ctx, const char *fmt, ...)
+    PI0_PRINTF(3, 4);
+
 typedef struct {
     const pi0_policy *policy;    /* borrowed; its functions are used from every worker at once */
     pi0_queue *in;               /* requests to run */

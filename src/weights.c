@@ -4,6 +4,7 @@
  * It does not compute anything with the weights (the backends do). */
 #define _POSIX_C_SOURCE 200809L /* sysconf */
 #include "weights.h"
+#include "rng.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -298,14 +299,8 @@ void pi0_tensor_rows_to_f32(const pi0_tensor *t, int64_t row0, int64_t n_rows, f
 
 /* ---- random weights ---------------------------------------------------------------------- */
 
-/* Each element's value depends only on (seed, tensor index, element index): a counter-based
- * generator (splitmix64 finalizer over the counter) feeding Box-Muller. Any split of the work
- * over threads gives the same bytes. */
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+/* Each element's value depends only on (seed, tensor index, element index): the counter-based
+ * form of rng.h feeding Box-Muller. Any split of the work over threads gives the same bytes. */
 
 typedef enum { INIT_NORMAL, INIT_ONE_PLUS } init_kind;
 
@@ -359,7 +354,7 @@ static pi0_status plan_one(void *ctx, pi0_tensor *slot, pi0_part part, pi0_error
     random_job *j = &p->jobs[p->n_jobs];
     j->slot = slot;
     j->dst = (void *)(uintptr_t)p->bytes;   /* offset now; pointer once storage exists */
-    j->key = mix64(p->seed ^ mix64(0x9e3779b97f4a7c15ull * (uint64_t)(p->n_jobs + 1)));
+    j->key = pi0_rng_mix64(p->seed ^ pi0_rng_mix64(PI0_RNG_GAMMA * (uint64_t)(p->n_jobs + 1)));
     pick_scale(slot, &j->std, &j->kind);
     slot->dtype = p->dtype;
     p->bytes += pi0_align_up(slot->n_elems * pi0_dtype_size(p->dtype), 64);
@@ -381,7 +376,7 @@ typedef struct {
 static void fill_chunk(const random_plan *p, const random_job *j, size_t i0, size_t i1) {
     const float two_pi = 6.28318530717958647692f;
     for (size_t i = i0; i < i1; i += 2) {
-        uint64_t r = mix64(j->key + (uint64_t)(i / 2) * 0x9e3779b97f4a7c15ull);
+        uint64_t r = pi0_rng_mix64(j->key + (uint64_t)(i / 2) * PI0_RNG_GAMMA);
         float u1 = ((float)(uint32_t)(r >> 40) + 1.0f) * 0x1p-24f;       /* (0, 1] */
         float u2 = (float)(uint32_t)((r >> 8) & 0xffffffu) * 0x1p-24f;   /* [0, 1) */
         float rad = sqrtf(-2.0f * logf(u1));

@@ -9,19 +9,7 @@
 #include "common.h"
 #include "safetensors.h"
 #include "weights.h"
-
-static int n_failed, n_checks;
-
-#define CHECK(cond, ...)                                  \
-    do {                                                  \
-        n_checks++;                                       \
-        if (!(cond)) {                                    \
-            n_failed++;                                   \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
-            printf(__VA_ARGS__);                          \
-            printf("\n");                                 \
-        }                                                 \
-    } while (0)
+#include "test_util.h"
 
 static bool dims_equal(const pi0_dims *a, const pi0_dims *b) {
     const pi0_vision_dims *va = &a->vision, *vb = &b->vision;
@@ -238,6 +226,5 @@ int main(void) {
     test_forms();
     test_refusals();
     test_counts();
-    printf("%d of %d checks passed\n", n_checks - n_failed, n_checks);
-    return n_failed ? 1 : 0;
+    return test_summary_checks();
 }

@@ -11,8 +11,9 @@
  *            pixels must change them.
  *   test_cpu_equivalence [--seed N] [--list] [name] */
 #include "common.h"
+#include "rng.h"
+#include "test_util.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -22,19 +23,7 @@
 
 enum { C = 3, MAX_B = 4 };
 
-static uint64_t rng_state;
-
-static uint64_t rng_next(void) {   /* splitmix64 */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(void) { return (rng_next() >> 11) * 0x1p-53; }
-static float rng_normal(void) {
-    double u = rng_uniform(), v = rng_uniform();
-    return (float)(sqrt(-2.0 * log(u + 1e-300)) * cos(2.0 * 3.141592653589793 * v));
-}
+static pi0_rng rng;
 
 /* ---- inputs ---------------------------------------------------------------------------- */
 
@@ -69,16 +58,16 @@ static int inputs_make(inputs *x, const pi0_dims *d, int B, const uint8_t *cams)
     if (!x->images || !x->tokens || !x->token_mask || !x->state || !x->noise) return -1;
     memcpy(x->image_masks, cams, (size_t)B * C);
     for (size_t i = 0; i < (size_t)B * C * image_floats(x); i++)
-        x->images[i] = (float)(2.0 * rng_uniform() - 1.0);
+        x->images[i] = pi0_rng_uniform_pm1(&rng);
     for (int b = 0; b < B; b++) {
-        int n = 1 + (int)(rng_next() % (uint64_t)x->L);   /* 1..L valid tokens */
+        int n = 1 + (int)(pi0_rng_next(&rng) % (uint64_t)x->L);   /* 1..L valid tokens */
         for (int i = 0; i < n; i++) {
-            x->tokens[b * x->L + i] = (int32_t)(rng_next() % (uint64_t)x->vocab);
+            x->tokens[b * x->L + i] = (int32_t)(pi0_rng_next(&rng) % (uint64_t)x->vocab);
             x->token_mask[b * x->L + i] = 1;
         }
     }
-    for (int i = 0; i < B * x->Da; i++) x->state[i] = rng_normal();
-    for (int i = 0; i < B * x->A * x->Da; i++) x->noise[i] = rng_normal();
+    for (int i = 0; i < B * x->Da; i++) x->state[i] = pi0_rng_normal(&rng);
+    for (int i = 0; i < B * x->A * x->Da; i++) x->noise[i] = pi0_rng_normal(&rng);
     return 0;
 }
 
@@ -129,20 +118,10 @@ static int sample(pi0_model *m, const pi0_batch *in, float *out) {
     return 0;
 }
 
-static double rel_l2(const float *x, const float *ref, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double dlt = (double)x[i] - ref[i];
-        num += dlt * dlt;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 /* Compares the actions and v_first halves of a and ref ([2, n_x] each). */
 static int verdict(const char *test, const char *what, const float *a, const float *ref,
                    size_t n_x, double tol) {
-    double ea = rel_l2(a, ref, n_x), ev = rel_l2(a + n_x, ref + n_x, n_x);
+    double ea = test_rel_l2(a, ref, n_x), ev = test_rel_l2(a + n_x, ref + n_x, n_x);
     int ok = ea <= tol && ev <= tol;
     int exact = !memcmp(a, ref, 2 * n_x * sizeof(float));
     printf("%s %-7s %-44s actions %.2e v_first %.2e %s %.0e%s\n", ok ? "PASS" : "FAIL", test,
@@ -155,6 +134,8 @@ typedef struct {
     const pi0_dims *d;
 } models;
 
+static models ms_open;   /* opened once in main, used by every test */
+
 /* ---- tests ------------------------------------------------------------------------------ */
 
 /* 1 if rows [r0, r0 + n) of x ([rows, width]) are all zero. */
@@ -164,11 +145,12 @@ static int rows_zero(const float *x, size_t r0, size_t n, size_t width) {
     return 1;
 }
 
-static int test_skip(const models *ms) {
+static bool test_skip(void) {
+    const models *ms = &ms_open;
     /* Every row masks camera 2 (as a single-arm robot does), one row also camera 0. */
     static const uint8_t cams[] = { 1, 1, 0, 0, 1, 0 };
     inputs x;
-    if (inputs_make(&x, ms->d, 2, cams) != 0) return 1;
+    if (inputs_make(&x, ms->d, 2, cams) != 0) return false;
     pi0_batch in = batch_rows(&x, 0, 2);
     const size_t N = (size_t)(ms->d->image_size / ms->d->patch_size) *
                      (size_t)(ms->d->image_size / ms->d->patch_size);
@@ -197,7 +179,7 @@ static int test_skip(const models *ms) {
     free(pa);
     free(pb);
     inputs_free(&x);
-    return fails;
+    return fails == 0;
 }
 
 /* both = the batch of rows 0 and 1, one = the same reassembled from two batches of one row,
@@ -215,11 +197,12 @@ static int rows_run(pi0_model *m, const inputs *x, float *both, float *one, floa
     return 0;
 }
 
-static int test_rows(const models *ms) {
+static bool test_rows(void) {
+    const models *ms = &ms_open;
     /* Row 0 alone masks camera 2 in every row (dropped when skipping); in the pair it is not. */
     static const uint8_t cams[] = { 1, 1, 0, 0, 1, 1 };
     inputs x;
-    if (inputs_make(&x, ms->d, 2, cams) != 0) return 1;
+    if (inputs_make(&x, ms->d, 2, cams) != 0) return false;
     size_t n_row = (size_t)x.A * x.Da, n_x = 2 * n_row;
     float *both = malloc(2 * n_x * sizeof(float)), *one = malloc(2 * n_x * sizeof(float));
     float *row = malloc(2 * n_row * sizeof(float));
@@ -238,22 +221,23 @@ static int test_rows(const models *ms) {
     free(one);
     free(row);
     inputs_free(&x);
-    return fails;
+    return fails == 0;
 }
 
 /* Replaces the pixels of camera c in row b with fresh random values. */
 static void repaint(inputs *x, int b, int c) {
     float *img = x->images + ((size_t)b * C + c) * image_floats(x);
-    for (size_t i = 0; i < image_floats(x); i++) img[i] = (float)(2.0 * rng_uniform() - 1.0);
+    for (size_t i = 0; i < image_floats(x); i++) img[i] = pi0_rng_uniform_pm1(&rng);
 }
 
-static int test_masked(const models *ms) {
+static bool test_masked(void) {
+    const models *ms = &ms_open;
     /* Camera 1 is masked in row 0 but present in row 1, so it is kept and computed even with
      * skipping: row 0's copy goes through SigLIP and must still not matter. */
     static const uint8_t cams[] = { 1, 0, 1, 1, 1, 0 };
     inputs x;
     int fails = 0;
-    if (inputs_make(&x, ms->d, 2, cams) != 0) return 1;
+    if (inputs_make(&x, ms->d, 2, cams) != 0) return false;
     size_t n_x = (size_t)2 * x.A * x.Da;
     float *ref = malloc(2 * n_x * sizeof(float)), *got = malloc(2 * n_x * sizeof(float));
     pi0_batch in = batch_rows(&x, 0, 2);
@@ -283,7 +267,7 @@ static int test_masked(const models *ms) {
             fails++;
             break;
         }
-        double e = rel_l2(got, ref, n_x);
+        double e = test_rel_l2(got, ref, n_x);
         snprintf(what, sizeof what, "present pixels changed (%s)", mode);
         printf("%s masked  %-44s actions moved by %.2e (must be > 1e-3)\n", e > 1e-3 ? "PASS" : "FAIL",
                what, e);
@@ -292,13 +276,10 @@ static int test_masked(const models *ms) {
     free(ref);
     free(got);
     inputs_free(&x);
-    return fails;
+    return fails == 0;
 }
 
-static const struct {
-    const char *name;
-    int (*fn)(const models *ms);
-} tests[] = {
+static const test_row tests[] = {
     { "skip", test_skip },
     { "rows", test_rows },
     { "masked", test_masked },
@@ -307,40 +288,34 @@ static const struct {
 int main(int argc, char **argv) {
     const int n_tests = (int)(sizeof tests / sizeof tests[0]);
     uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
-    const char *only = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--list")) {
-            for (int t = 0; t < n_tests; t++) printf("%s\n", tests[t].name);
-            return 0;
-        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            seed = strtoull(argv[++i], NULL, 0);
-        } else {
-            only = argv[i];
-        }
-    }
+    const char *only;
+    if (!test_rows_args(argc, argv, tests, n_tests, &only, &seed)) return 0;
     printf("seed %llu (--seed %llu replays it)\n", (unsigned long long)seed,
            (unsigned long long)seed);
-    models ms = { .skip = model_open(1), .noskip = model_open(0) };
-    if (!ms.skip || !ms.noskip) {
-        pi0_model_close(ms.skip);
-        pi0_model_close(ms.noskip);
+    models *ms = &ms_open;
+    ms->skip = model_open(1);
+    ms->noskip = model_open(0);
+    if (!ms->skip || !ms->noskip) {
+        pi0_model_close(ms->skip);
+        pi0_model_close(ms->noskip);
         printf("FAIL: could not open %s\n", MODEL_DIR);
         return 1;
     }
-    ms.d = pi0_model_dims(ms.skip);
-    int fails = 0, ran = 0;
+    ms->d = pi0_model_dims(ms->skip);
+    /* test_rows_run's loop, but each test draws from the seed plus its index, so that it
+     * replays alone with the same seed. */
+    int failed = 0, ran = 0;
     for (int t = 0; t < n_tests; t++) {
         if (only && strcmp(only, tests[t].name)) continue;
-        rng_state = seed + (uint64_t)t;   /* each test replays alone with the same seed */
-        fails += tests[t].fn(&ms);
+        pi0_rng_seed(&rng, seed + (uint64_t)t);
+        failed += !tests[t].fn();
         ran++;
     }
-    pi0_model_close(ms.skip);
-    pi0_model_close(ms.noskip);
+    pi0_model_close(ms->skip);
+    pi0_model_close(ms->noskip);
     if (!ran) {
-        fprintf(stderr, "test_cpu_equivalence: no test named '%s' (--list)\n", only);
+        fprintf(stderr, "test_cpu_equivalence: no row named '%s' (see --list)\n", only);
         return 2;
     }
-    printf("%s: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
-    return fails ? 1 : 0;
+    return test_summary(ran - failed, failed);
 }

@@ -7,10 +7,10 @@
  * floor is ~1e-7..6e-6; a wrong mask, position or formula gives ~1e-1).
  *   test_golden [--list] [name]   names: skip, noskip, threads */
 #include "safetensors.h"
+#include "test_util.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,22 +43,6 @@ static void case_free(golden_case *c) {
     free(c->ref_prefix);
     free(c->ref_prefix_mask);
     memset(c, 0, sizeof *c);
-}
-
-/* A malloc'd copy of tensor name (data in files may be unaligned); shape into shape[]. */
-static void *take(const pi0_safetensors *f, const char *file, const char *name, pi0_dtype dtype,
-                  int ndim, int64_t *shape) {
-    const pi0_st_tensor *t = pi0_safetensors_find(f, name);
-    if (!t || t->dtype != dtype || t->ndim != ndim) {
-        fprintf(stderr, "%s: tensor %s missing or not %s with %d dims\n", file, name,
-                pi0_dtype_name(dtype), ndim);
-        return NULL;
-    }
-    void *p = malloc(t->n_bytes ? t->n_bytes : 1);
-    if (!p) return NULL;
-    memcpy(p, t->data, t->n_bytes);
-    for (int i = 0; i < ndim; i++) shape[i] = t->shape[i];
-    return p;
 }
 
 static int case_load(golden_case *c, const char *name) {
@@ -94,14 +78,15 @@ static int case_load(golden_case *c, const char *name) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
-    int64_t si[5], sm[2], st[2], stm[2], ss[2], sn[3], sk[1];
-    c->images = take(f, path, "images", PI0_DT_F32, 5, si);
-    c->image_masks = take(f, path, "image_masks", PI0_DT_U8, 2, sm);
-    c->tokens = take(f, path, "tokens", PI0_DT_I32, 2, st);
-    c->token_mask = take(f, path, "token_mask", PI0_DT_U8, 2, stm);
-    c->state = take(f, path, "state", PI0_DT_F32, 2, ss);
-    c->noise = take(f, path, "noise", PI0_DT_F32, 3, sn);
-    int32_t *steps = take(f, path, "num_steps", PI0_DT_I32, 1, sk);
+    int64_t si[5] = { 0 }, sm[2] = { 0 }, st[2] = { 0 }, stm[2] = { 0 }, ss[2] = { 0 }, sn[3] = { 0 },
+            sk[1] = { 0 };   /* zero: gcc cannot see that a NULL copy leaves them unread */
+    c->images = test_tensor_copy(f, path, "images", PI0_DT_F32, 5, si);
+    c->image_masks = test_tensor_copy(f, path, "image_masks", PI0_DT_U8, 2, sm);
+    c->tokens = test_tensor_copy(f, path, "tokens", PI0_DT_I32, 2, st);
+    c->token_mask = test_tensor_copy(f, path, "token_mask", PI0_DT_U8, 2, stm);
+    c->state = test_tensor_copy(f, path, "state", PI0_DT_F32, 2, ss);
+    c->noise = test_tensor_copy(f, path, "noise", PI0_DT_F32, 3, sn);
+    int32_t *steps = test_tensor_copy(f, path, "num_steps", PI0_DT_I32, 1, sk);
     pi0_safetensors_close(f);
     if (!c->images || !c->image_masks || !c->tokens || !c->token_mask || !c->state || !c->noise ||
         !steps) {
@@ -119,11 +104,11 @@ static int case_load(golden_case *c, const char *name) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
-    int64_t sa[3], sv[3], sp[3], spm[2];
-    c->ref_actions = take(f, path, "actions", PI0_DT_F32, 3, sa);
-    c->ref_v_first = take(f, path, "v_first", PI0_DT_F32, 3, sv);
-    c->ref_prefix = take(f, path, "prefix_embs", PI0_DT_F32, 3, sp);
-    c->ref_prefix_mask = take(f, path, "prefix_mask", PI0_DT_U8, 2, spm);
+    int64_t sa[3] = { 0 }, sv[3] = { 0 }, sp[3] = { 0 }, spm[2] = { 0 };
+    c->ref_actions = test_tensor_copy(f, path, "actions", PI0_DT_F32, 3, sa);
+    c->ref_v_first = test_tensor_copy(f, path, "v_first", PI0_DT_F32, 3, sv);
+    c->ref_prefix = test_tensor_copy(f, path, "prefix_embs", PI0_DT_F32, 3, sp);
+    c->ref_prefix_mask = test_tensor_copy(f, path, "prefix_mask", PI0_DT_U8, 2, spm);
     pi0_safetensors_close(f);
     if (!c->ref_actions || !c->ref_v_first || !c->ref_prefix || !c->ref_prefix_mask) return -1;
     c->Da = (int)sa[2];
@@ -205,20 +190,6 @@ static int run_case(const golden_case *c, int skip, int n_threads, run_out *r) {
     return rc;
 }
 
-/* ||x - ref|| / ||ref|| over the n elements whose row (element / row_len) has keep[row] set
- * (keep NULL: all). */
-static double rel_l2(const float *x, const float *ref, size_t n, size_t row_len,
-                     const uint8_t *keep) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        if (keep && !keep[i / row_len]) continue;
-        double dlt = (double)x[i] - ref[i];
-        num += dlt * dlt;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 /* One PASS/FAIL line; returns 1 on failure (NaN fails). */
 static int verdict(const char *test, const char *case_name, const char *what, double e, double tol) {
     char label[192];
@@ -238,9 +209,9 @@ static int check_case(const char *test, const golden_case *c, int skip) {
     }
     size_t n_x = (size_t)c->in.batch * c->in.horizon * c->Da;
     size_t n_p = (size_t)c->in.batch * c->P * c->D;
-    double ea = rel_l2(r.actions, c->ref_actions, n_x, 1, NULL);
-    double ev = rel_l2(r.v_first, c->ref_v_first, n_x, 1, NULL);
-    double ep = rel_l2(r.prefix, c->ref_prefix, n_p, (size_t)c->D, c->ref_prefix_mask);
+    double ea = test_rel_l2(r.actions, c->ref_actions, n_x);
+    double ev = test_rel_l2(r.v_first, c->ref_v_first, n_x);
+    double ep = test_rel_l2_rows(r.prefix, c->ref_prefix, n_p, (size_t)c->D, c->ref_prefix_mask);
     int fails = verdict(test, c->name, "actions", ea, TOL);
     fails += verdict(test, c->name, "v_first", ev, TOL);
     fails += verdict(test, c->name, "prefix_embs (valid rows)", ep, TOL);
@@ -274,8 +245,8 @@ static int for_each_case(const char *test, int (*fn)(const char *, const golden_
     return fails;
 }
 
-static int test_skip(void) { return for_each_case("skip", check_case, 1); }
-static int test_noskip(void) { return for_each_case("noskip", check_case, 0); }
+static bool test_skip(void) { return for_each_case("skip", check_case, 1) == 0; }
+static bool test_noskip(void) { return for_each_case("noskip", check_case, 0) == 0; }
 
 /* Every output element is computed by one task with a fixed order of additions, so the
  * thread count must not change a single bit. */
@@ -288,9 +259,9 @@ static int check_threads(const char *test, const golden_case *c, int unused) {
     } else {
         size_t n_x = (size_t)c->in.batch * c->in.horizon * c->Da;
         size_t n_p = (size_t)c->in.batch * c->P * c->D;
-        double ea = rel_l2(r2.actions, r1.actions, n_x, 1, NULL);
-        double ev = rel_l2(r2.v_first, r1.v_first, n_x, 1, NULL);
-        double ep = rel_l2(r2.prefix, r1.prefix, n_p, 1, NULL);
+        double ea = test_rel_l2(r2.actions, r1.actions, n_x);
+        double ev = test_rel_l2(r2.v_first, r1.v_first, n_x);
+        double ep = test_rel_l2(r2.prefix, r1.prefix, n_p);
         int same = !memcmp(r1.actions, r2.actions, n_x * sizeof(float)) &&
                    !memcmp(r1.v_first, r2.v_first, n_x * sizeof(float)) &&
                    !memcmp(r1.prefix, r2.prefix, n_p * sizeof(float));
@@ -304,12 +275,9 @@ static int check_threads(const char *test, const golden_case *c, int unused) {
     return fails;
 }
 
-static int test_threads(void) { return for_each_case("threads", check_threads, 0); }
+static bool test_threads(void) { return for_each_case("threads", check_threads, 0) == 0; }
 
-static const struct {
-    const char *name;
-    int (*fn)(void);
-} tests[] = {
+static const test_row tests[] = {
     { "skip", test_skip },       /* skip_masked_cameras on (the default) */
     { "noskip", test_noskip },   /* every camera through SigLIP, as openpi does */
     { "threads", test_threads }, /* 1 and 2 threads give identical bits */
@@ -317,20 +285,7 @@ static const struct {
 
 int main(int argc, char **argv) {
     const int n_tests = (int)(sizeof tests / sizeof tests[0]);
-    if (argc > 1 && !strcmp(argv[1], "--list")) {
-        for (int i = 0; i < n_tests; i++) printf("%s\n", tests[i].name);
-        return 0;
-    }
-    int fails = 0, ran = 0;
-    for (int i = 0; i < n_tests; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name)) continue;
-        fails += tests[i].fn();
-        ran++;
-    }
-    if (!ran) {
-        fprintf(stderr, "test_golden: no test named '%s' (--list)\n", argv[1]);
-        return 2;
-    }
-    printf("%s: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
-    return fails ? 1 : 0;
+    const char *only;
+    if (!test_rows_args(argc, argv, tests, n_tests, &only, NULL)) return 0;
+    return test_rows_run("test_golden", tests, n_tests, only, false);   /* verdict() prints */
 }

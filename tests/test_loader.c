@@ -18,6 +18,7 @@
 #include "common.h"
 #include "safetensors.h"
 #include "weights.h"
+#include "test_util.h"
 
 #define GOLDEN_DIR "tests/data/model_tiny_h10"
 #define V_ "paligemma_with_expert.paligemma.model.vision_tower.vision_model."
@@ -129,7 +130,7 @@ static void unload(loaded *l) {
     memset(l, 0, sizeof *l);
 }
 
-static int check_fails(const char *dir, pi0_status want, const char *text) {
+static bool check_fails(const char *dir, pi0_status want, const char *text) {
     loaded l;
     load_dir(&l, dir);
     int ok = l.st == want && strstr(l.err.msg, text) != NULL;
@@ -144,7 +145,7 @@ static int check_fails(const char *dir, pi0_status want, const char *text) {
 
 /* The bound weights equal the golden ones, value for value (after rounding to bf16 if the
  * file is bf16). */
-static int check_loads(const char *dir, pi0_dtype want_dtype) {
+static bool check_loads(const char *dir, pi0_dtype want_dtype) {
     loaded got, ref;
     load_dir(&got, dir);
     load_dir(&ref, GOLDEN_DIR);
@@ -264,25 +265,25 @@ static char *time_mlp_alias(const char *name) {
 
 /* ---- rows ---------------------------------------------------------------------------------- */
 
-static int row_truncated_length(void) {
+static bool row_truncated_length(void) {
     return check_fails(dir_with_bytes(golden, 5), PI0_ERR_IO, "shorter than the 8-byte header length");
 }
 
-static int row_truncated_header(void) {
+static bool row_truncated_header(void) {
     return check_fails(dir_with_bytes(golden, 8 + golden_header_len / 2), PI0_ERR_IO,
                        "past the end of the file");
 }
 
-static int row_truncated_data(void) {
+static bool row_truncated_data(void) {
     return check_fails(dir_with_bytes(golden, golden_len - 100), PI0_ERR_FORMAT,
                        "past the end of the data");
 }
 
-static int row_empty_file(void) {
+static bool row_empty_file(void) {
     return check_fails(dir_with_bytes(golden, 0), PI0_ERR_IO, "truncated: 0 bytes");
 }
 
-static int row_absurd_header_length(void) {
+static bool row_absurd_header_length(void) {
     uint8_t *b = malloc(golden_len);
     memcpy(b, golden, golden_len);
     b[5] = 0x01; /* 2^40 bytes */
@@ -291,20 +292,20 @@ static int row_absurd_header_length(void) {
     return ok;
 }
 
-static int row_garbage_json(void) {
+static bool row_garbage_json(void) {
     return check_fails(dir_with_header_text("{\"a\": [1, 2,, }   "), PI0_ERR_FORMAT,
                        "header is not valid JSON");
 }
 
-static int row_header_not_object(void) {
+static bool row_header_not_object(void) {
     return check_fails(dir_with_header_text("[1, 2, 3]"), PI0_ERR_FORMAT, "header is not a JSON object");
 }
 
-static int row_trailing_junk(void) {
+static bool row_trailing_junk(void) {
     return check_fails(dir_with_header_text("{}  x"), PI0_ERR_FORMAT, "bytes after its JSON object");
 }
 
-static int row_offsets_past_end(void) {
+static bool row_offsets_past_end(void) {
     cJSON *h = golden_header();
     size_t data_len = golden_len - 8 - golden_header_len;
     cJSON *e = entry(h, "state_proj.bias");
@@ -316,13 +317,13 @@ static int row_offsets_past_end(void) {
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT, want);
 }
 
-static int row_offsets_reversed(void) {
+static bool row_offsets_reversed(void) {
     cJSON *h = golden_header();
     set_offsets(entry(h, "state_proj.bias"), 256, 0);
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT, "[256, 0] has begin > end");
 }
 
-static int row_offsets_not_pair(void) {
+static bool row_offsets_not_pair(void) {
     cJSON *h = golden_header();
     cJSON *off = cJSON_CreateArray();
     cJSON_AddItemToArray(off, cJSON_CreateNumber(0));
@@ -331,7 +332,7 @@ static int row_offsets_not_pair(void) {
                        "tensor 'state_proj.bias': data_offsets is not a list [begin, end]");
 }
 
-static int row_overlapping(void) {
+static bool row_overlapping(void) {
     /* action_in_proj.bias takes the bytes of state_proj.bias (both [64] F32). */
     cJSON *h = golden_header();
     cJSON *a = entry(h, "state_proj.bias"), *b = entry(h, "action_in_proj.bias");
@@ -339,47 +340,47 @@ static int row_overlapping(void) {
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT, "overlap those of tensor");
 }
 
-static int row_byte_length(void) {
+static bool row_byte_length(void) {
     cJSON *h = golden_header();
     const double dims[1] = { 63 };
     set_shape(entry(h, "state_proj.bias"), 1, dims);
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT, "hold 256 bytes, but F32 [63] needs 252");
 }
 
-static int row_negative_dim(void) {
+static bool row_negative_dim(void) {
     cJSON *h = golden_header();
     const double dims[2] = { -64, -1 };
     set_shape(entry(h, "state_proj.bias"), 2, dims);
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT, "shape entry 0 is not a non-negative integer");
 }
 
-static int row_count_overflow(void) {
+static bool row_count_overflow(void) {
     cJSON *h = golden_header();
     const double dims[3] = { 4294967296.0, 4294967296.0, 65536 };
     set_shape(entry(h, "state_proj.bias"), 3, dims);
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT, "element count of its shape overflows");
 }
 
-static int row_too_many_dims(void) {
+static bool row_too_many_dims(void) {
     cJSON *h = golden_header();
     const double dims[9] = { 1, 1, 1, 1, 1, 1, 1, 1, 64 };
     set_shape(entry(h, "state_proj.bias"), 9, dims);
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT, "9 dimensions, at most 8");
 }
 
-static int row_entry_not_object(void) {
+static bool row_entry_not_object(void) {
     cJSON *h = golden_header();
     cJSON_ReplaceItemInObjectCaseSensitive(h, "state_proj.bias", cJSON_CreateNumber(3));
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT, "tensor 'state_proj.bias': header entry is not an object");
 }
 
-static int row_unknown_dtype(void) {
+static bool row_unknown_dtype(void) {
     cJSON *h = golden_header();
     cJSON_ReplaceItemInObjectCaseSensitive(entry(h, "state_proj.bias"), "dtype", cJSON_CreateString("Q4_K"));
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT, "tensor 'state_proj.bias': unknown dtype 'Q4_K'");
 }
 
-static int row_duplicate_name(void) {
+static bool row_duplicate_name(void) {
     /* Two entries with the same key: JSON parsers keep both; the table must refuse. */
     cJSON *h = golden_header();
     char *json = cJSON_PrintUnformatted(h);
@@ -400,7 +401,7 @@ static int row_duplicate_name(void) {
     return check_fails(dir, PI0_ERR_FORMAT, "tensor 'state_proj.bias' appears twice");
 }
 
-static int row_wrong_dtype_f16(void) {
+static bool row_wrong_dtype_f16(void) {
     /* Same bytes read as F16: twice the elements, so the header stays consistent. */
     cJSON *h = golden_header();
     cJSON *e = entry(h, "action_out_proj.weight"); /* [32, 64] */
@@ -411,7 +412,7 @@ static int row_wrong_dtype_f16(void) {
                        "tensor action_out_proj.weight has dtype F16, expected F32 or BF16");
 }
 
-static int row_wrong_shape(void) {
+static bool row_wrong_shape(void) {
     cJSON *h = golden_header();
     const double dims[2] = { 64, 32 };
     set_shape(entry(h, "action_out_proj.weight"), 2, dims);
@@ -419,20 +420,20 @@ static int row_wrong_shape(void) {
                        "tensor action_out_proj.weight has shape [64, 32], expected [32, 64]");
 }
 
-static int row_missing_tensor(void) {
+static bool row_missing_tensor(void) {
     cJSON *h = golden_header();
     cJSON_DeleteItemFromObjectCaseSensitive(h, L_ "layers.1.mlp.up_proj.weight");
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT,
                        "missing tensor " L_ "layers.1.mlp.up_proj.weight");
 }
 
-static int row_missing_embedding(void) {
+static bool row_missing_embedding(void) {
     cJSON *h = golden_header();
     cJSON_DeleteItemFromObjectCaseSensitive(h, EMBED);
     return check_fails(dir_with_header(h), PI0_ERR_FORMAT, "missing tensor " EMBED);
 }
 
-static int row_missing_config(void) {
+static bool row_missing_config(void) {
     const char *dir = new_dir();
     write_bytes(dir, "model.safetensors", golden, golden_len);
     return check_fails(dir, PI0_ERR_IO, "config.json: pi0 needs the model's config.json next to "
@@ -440,13 +441,13 @@ static int row_missing_config(void) {
                                         "examples/convert_jax_model_to_pytorch.py writes it)");
 }
 
-static int row_missing_weights(void) {
+static bool row_missing_weights(void) {
     const char *dir = new_dir();
     write_bytes(dir, "config.json", golden_config, strlen(golden_config));
     return check_fails(dir, PI0_ERR_IO, "model.safetensors: No such file");
 }
 
-static int row_pi05_config(void) {
+static bool row_pi05_config(void) {
     const char *dir = new_dir();
     const char *cfg = "{\"action_dim\": 32, \"action_horizon\": 10, \"paligemma_variant\": \"gemma_2b\","
                       " \"action_expert_variant\": \"gemma_300m\", \"pi05\": true}";
@@ -455,7 +456,7 @@ static int row_pi05_config(void) {
     return check_fails(dir, PI0_ERR_UNSUPPORTED, "Pi0.5 is not supported");
 }
 
-static int row_pi05_tensors(void) {
+static bool row_pi05_tensors(void) {
     /* Pi0.5's adaRMS layers: one such tensor is enough to tell. */
     cJSON *h = golden_header();
     cJSON *e = cJSON_Duplicate(entry(h, "state_proj.bias"), 1);
@@ -467,10 +468,10 @@ static int row_pi05_tensors(void) {
     return check_fails(dir_with_header(h), PI0_ERR_UNSUPPORTED, "is Pi0.5 (it has tensor");
 }
 
-static int row_accept_f32(void) { return check_loads(GOLDEN_DIR, PI0_DT_F32); }
+static bool row_accept_f32(void) { return check_loads(GOLDEN_DIR, PI0_DT_F32); }
 
 /* The golden model rewritten through our writer in bf16 (every tensor). */
-static int row_accept_bf16(void) {
+static bool row_accept_bf16(void) {
     pi0_safetensors *f;
     pi0_error err;
     if (pi0_safetensors_parse(&f, golden, golden_len, &err) != PI0_OK) die(err.msg);
@@ -501,7 +502,7 @@ static int row_accept_bf16(void) {
     return check_loads(dir, PI0_DT_BF16);
 }
 
-static int row_accept_model_prefix(void) {
+static bool row_accept_model_prefix(void) {
     return check_loads(dir_with_header(rename_all(golden_header(), add_model_prefix)), PI0_DT_F32);
 }
 
@@ -509,19 +510,19 @@ static char *embed_alias(const char *name) {
     return strcmp(name, EMBED) ? NULL : strdup(L_ "embed_tokens.weight");
 }
 
-static int row_accept_embed_tokens(void) {
+static bool row_accept_embed_tokens(void) {
     return check_loads(dir_with_header(rename_all(golden_header(), embed_alias)), PI0_DT_F32);
 }
 
-static int row_accept_time_mlp_alias(void) {
+static bool row_accept_time_mlp_alias(void) {
     return check_loads(dir_with_header(rename_all(golden_header(), time_mlp_alias)), PI0_DT_F32);
 }
 
-static int row_accept_older_lerobot(void) {
+static bool row_accept_older_lerobot(void) {
     return check_loads(dir_with_header(rename_all(golden_header(), older_lerobot)), PI0_DT_F32);
 }
 
-static int row_ignore_unknown(void) {
+static bool row_ignore_unknown(void) {
     cJSON *h = golden_header();
     cJSON *e = cJSON_Duplicate(entry(h, "state_proj.bias"), 1);
     set_offsets(e, 0, 0);
@@ -532,7 +533,7 @@ static int row_ignore_unknown(void) {
 }
 
 /* The writer's files read back: names, shapes, dtypes, bytes, 8-byte aligned data section. */
-static int row_writer_round_trip(void) {
+static bool row_writer_round_trip(void) {
     static const float a[6] = { 1, -2, 3.5f, 0, 1e-20f, 7 };
     static const int32_t b[2] = { -1, 123456 };
     pi0_st_write_entry e[3] = {
@@ -607,7 +608,7 @@ static pi0_status check_scale(void *ctx, pi0_tensor *slot, pi0_part part, pi0_er
     return PI0_OK;
 }
 
-static int row_random_weights(void) {
+static bool row_random_weights(void) {
     const pi0_dims d = pi0_dims_tiny();
     uint64_t seed = (uint64_t)time(NULL);
     printf("    seed %llu\n", (unsigned long long)seed);
@@ -645,11 +646,6 @@ static int row_random_weights(void) {
     free(sc);
     return ok;
 }
-
-typedef struct {
-    const char *name;
-    int (*fn)(void);
-} test_row;
 
 static const test_row rows[] = {
     { "truncated_length", row_truncated_length },
@@ -691,36 +687,14 @@ static const test_row rows[] = {
 };
 enum { N_ROWS = (int)(sizeof rows / sizeof rows[0]) };
 
-static void remove_tree(const char *root) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd) != 0) fprintf(stderr, "test_loader: could not remove %s\n", root);
-}
-
 int main(int argc, char **argv) {
-    if (argc > 1 && !strcmp(argv[1], "--list")) {
-        for (int i = 0; i < N_ROWS; i++) printf("%s\n", rows[i].name);
-        return 0;
-    }
-    const char *only = argc > 1 ? argv[1] : NULL;
-    snprintf(tmp_root, sizeof tmp_root, "/tmp/pi0_test_loader_XXXXXX");
-    if (!mkdtemp(tmp_root)) die("mkdtemp");
+    const char *only;
+    if (!test_rows_args(argc, argv, rows, N_ROWS, &only, NULL)) return 0;
+    if (!test_temp_dir(tmp_root, sizeof tmp_root, "pi0_test_loader_")) return 2;
     load_golden();
-    int failed = 0, ran = 0;
-    for (int i = 0; i < N_ROWS; i++) {
-        if (only && strcmp(only, rows[i].name)) continue;
-        ran++;
-        int ok = rows[i].fn();
-        printf("%s %s\n", ok ? "PASS" : "FAIL", rows[i].name);
-        failed += !ok;
-    }
-    remove_tree(tmp_root);
+    int rc = test_rows_run("test_loader", rows, N_ROWS, only, true);
+    test_remove_tree(tmp_root);
     free(golden);
     free(golden_config);
-    if (!ran) {
-        fprintf(stderr, "test_loader: no row named '%s' (see --list)\n", only);
-        return 2;
-    }
-    printf("%d of %d rows passed\n", ran - failed, ran);
-    return failed ? 1 : 0;
+    return rc;
 }

@@ -12,20 +12,9 @@
 #include <time.h>
 
 #include "policy/msgpack_numpy.h"
+#include "rng.h"
+#include "test_util.h"
 #include "policy/policy_internal.h"
-
-static int n_failed, n_checks;
-
-#define CHECK(cond, ...)                                  \
-    do {                                                  \
-        n_checks++;                                       \
-        if (!(cond)) {                                    \
-            n_failed++;                                   \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
-            printf(__VA_ARGS__);                          \
-            printf("\n");                                 \
-        }                                                 \
-    } while (0)
 
 /* Hex text with spaces and newlines -> bytes. */
 static size_t unhex(const char *hex, uint8_t *out, size_t cap) {
@@ -293,7 +282,7 @@ static void test_dtypes(void) {
         }
         free(keep);
     }
-    printf("%s dtype readers (byte orders, half floats, ints, bools)\n", n_failed == before ? "PASS" : "FAIL");
+    REPORT(before, "dtype readers (byte orders, half floats, ints, bools)");
 }
 
 /* ---- broken inputs --------------------------------------------------------------------------- */
@@ -338,7 +327,7 @@ static void test_broken(void) {
               err.msg);
         if (!st) pi0_msg_doc_free(&doc);
     }
-    printf("%s every truncation of example (e) is refused\n", n_failed == before ? "PASS" : "FAIL");
+    REPORT(before, "every truncation of example (e) is refused");
 
     /* Keys as str: openpi does not see an array; the decoder keeps a map, and says why if asked. */
     uint8_t str_keys[128];
@@ -411,27 +400,20 @@ static void test_broken(void) {
 
 /* ---- random corruption ------------------------------------------------------------------------- */
 
-static uint64_t rng_state;
-static uint64_t rng_next(void) {   /* splitmix64 */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void test_random_corruption(uint64_t seed) {
     const char *bases[] = { hex_a, hex_b, hex_c, hex_d32, hex_e, hex_f };
-    rng_state = seed;
+    pi0_rng rng;
+    pi0_rng_seed(&rng, seed);
     int n_ok = 0, n_err = 0, before = n_failed;
     for (int iter = 0; iter < 20000; iter++) {
         uint8_t buf[300];
-        size_t len = unhex(bases[rng_next() % 6], buf, sizeof buf);
-        int n_flips = 1 + (int)(rng_next() % 4);
+        size_t len = unhex(bases[pi0_rng_next(&rng) % 6], buf, sizeof buf);
+        int n_flips = 1 + (int)(pi0_rng_next(&rng) % 4);
         for (int k = 0; k < n_flips; k++) {
-            size_t at = rng_next() % len;
-            switch (rng_next() % 3) {
-            case 0: buf[at] = (uint8_t)rng_next(); break;
-            case 1: buf[at] ^= (uint8_t)(1u << (rng_next() % 8)); break;
+            size_t at = pi0_rng_next(&rng) % len;
+            switch (pi0_rng_next(&rng) % 3) {
+            case 0: buf[at] = (uint8_t)pi0_rng_next(&rng); break;
+            case 1: buf[at] ^= (uint8_t)(1u << (pi0_rng_next(&rng) % 8)); break;
             default: len = at + 1; break;
             }
         }
@@ -447,8 +429,8 @@ static void test_random_corruption(uint64_t seed) {
             CHECK(err.msg[0] != '\0', "an error without a message (iteration %d)", iter);
         }
     }
-    printf("%s 20000 corrupted messages: %d decoded, %d refused with a message (seed %" PRIu64 ")\n",
-           n_failed == before ? "PASS" : "FAIL", n_ok, n_err, seed);
+    REPORT(before, "20000 corrupted messages: %d decoded, %d refused with a message (seed %" PRIu64 ")",
+           n_ok, n_err, seed);
 }
 
 int main(int argc, char **argv) {
@@ -459,6 +441,5 @@ int main(int argc, char **argv) {
     test_dtypes();
     test_broken();
     test_random_corruption(seed);
-    printf("%d checks, %d failed\n", n_checks, n_failed);
-    return n_failed ? 1 : 0;
+    return test_summary_checks();
 }

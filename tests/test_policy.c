@@ -18,26 +18,8 @@
 
 #include "policy/msgpack_numpy.h"
 #include "policy/policy_internal.h"
-
-static int n_failed, n_checks;
-
-#define CHECK(cond, ...)                                  \
-    do {                                                  \
-        n_checks++;                                       \
-        if (!(cond)) {                                    \
-            n_failed++;                                   \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
-            printf(__VA_ARGS__);                          \
-            printf("\n");                                 \
-        }                                                 \
-    } while (0)
-
-#define REPORT(before, ...)                               \
-    do {                                                  \
-        printf("%s ", n_failed == (before) ? "PASS" : "FAIL"); \
-        printf(__VA_ARGS__);                              \
-        printf("\n");                                     \
-    } while (0)
+#include "rng.h"
+#include "test_util.h"
 
 #define TOKENIZER_PATH "tests/data/tokenizer/tiny_paligemma_like.model"
 #define DROID_STATS "tests/data/norm_stats/droid.json"
@@ -69,14 +51,8 @@ static pi0_tokenizer *tok;
 
 /* ---- random numbers ------------------------------------------------------------------------ */
 
-static uint64_t rng_state;
-static uint64_t rng_next(void) {   /* splitmix64 */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(double lo, double hi) { return lo + (hi - lo) * (double)(rng_next() >> 11) * 0x1p-53; }
+static pi0_rng rng;
+static double rng_uniform(double lo, double hi) { return lo + (hi - lo) * pi0_rng_uniform(&rng); }
 
 /* ---- building requests ---------------------------------------------------------------------- */
 
@@ -408,8 +384,8 @@ static void test_norm_stats(void) {
 
     /* The default location is found: <model_dir>/assets/<asset id>/norm_stats.json. */
     before = n_failed;
-    char dir[] = "/tmp/pi0_policy_test_XXXXXX", path[512];
-    if (mkdtemp(dir)) {
+    char dir[256], path[512];
+    if (test_temp_dir(dir, sizeof dir, "pi0_policy_test_")) {
         snprintf(path, sizeof path, "%s/assets", dir);
         mkdir(path, 0700);
         snprintf(path, sizeof path, "%s/assets/droid", dir);
@@ -428,12 +404,7 @@ static void test_norm_stats(void) {
         pi0_policy *p = NULL;
         CHECK(pi0_policy_open(&p, &opt, &err) == PI0_OK, "stats under the model dir: %s", err.msg);
         pi0_policy_close(p);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/assets/droid", dir);
-        rmdir(path);
-        snprintf(path, sizeof path, "%s/assets", dir);
-        rmdir(path);
-        rmdir(dir);
+        test_remove_tree(dir);
     }
     /* Statistics shorter than the robot's state are refused at start-up. */
     const char *short_stats = "{\"norm_stats\": {\"state\": {\"mean\": [0,0,0,0,0,0], \"std\": [1,1,1,1,1,1]},"
@@ -500,7 +471,7 @@ static void random_observation(observation *o) {
     uint8_t **imgs[3] = { &o->img0, &o->img1, &o->img2 };
     for (int k = 0; k < 3; k++) {
         *imgs[k] = malloc(S * S * 3);
-        for (int i = 0; i < S * S * 3; i++) (*imgs[k])[i] = (uint8_t)rng_next();
+        for (int i = 0; i < S * S * 3; i++) (*imgs[k])[i] = (uint8_t)pi0_rng_next(&rng);
     }
 }
 static void free_observation(observation *o) {
@@ -1119,7 +1090,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[i + 1], NULL, 0);
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("seed %" PRIu64 "\n", seed);
-    rng_state = seed;
+    pi0_rng_seed(&rng, seed);
     pi0_error err = { "" };
     if (pi0_tokenizer_open(&tok, TOKENIZER_PATH, &err)) {
         printf("FAIL tokenizer %s: %s\n", TOKENIZER_PATH, err.msg);
@@ -1143,6 +1114,6 @@ int main(int argc, char **argv) {
     test_prompts();
     test_errors();
     pi0_tokenizer_close(tok);
-    printf("%d checks, %d failed (seed %" PRIu64 ")\n", n_checks, n_failed, seed);
-    return n_failed ? 1 : 0;
+    printf("seed %" PRIu64 "\n", seed);
+    return test_summary_checks();
 }

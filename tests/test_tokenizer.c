@@ -12,23 +12,14 @@
 #include <time.h>
 
 #include "common.h"
+#include "rng.h"
+#include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
 #define TINY "tests/data/tokenizer/tiny_paligemma_like.model"
 #define TINY_NEWLINE 4 /* "\n" is the first user-defined symbol of make_models.sh: id 4 */
 
-static int n_failed;
 static uint64_t seed;
-
-#define CHECK(cond, ...)                                  \
-    do {                                                  \
-        if (!(cond)) {                                    \
-            n_failed++;                                   \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
-            printf(__VA_ARGS__);                          \
-            printf("\n");                                 \
-        }                                                 \
-    } while (0)
 
 static pi0_tokenizer *open_model(const char *path) {
     pi0_tokenizer *t;
@@ -560,13 +551,6 @@ static bool row_truncated(void) {
     return n_failed == before;
 }
 
-static uint64_t next_random(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static bool row_corrupt(void) {
     char *data;
     size_t len;
@@ -574,13 +558,14 @@ static bool row_corrupt(void) {
     int before = n_failed;
     printf("    seed %llu (replay: test_tokenizer corrupt --seed %llu)\n",
            (unsigned long long)seed, (unsigned long long)seed);
-    uint64_t s = seed;
+    pi0_rng g;
+    pi0_rng_seed(&g, seed);
     uint8_t *copy = malloc(len);
     int n_loaded = 0, n_trials = 3000;
     for (int trial = 0; trial < n_trials; trial++) {
         memcpy(copy, data, len);
-        int n_flips = 1 + (int)(next_random(&s) % 4);
-        for (int k = 0; k < n_flips; k++) copy[next_random(&s) % len] = (uint8_t)next_random(&s);
+        int n_flips = 1 + (int)(pi0_rng_next(&g) % 4);
+        for (int k = 0; k < n_flips; k++) copy[pi0_rng_next(&g) % len] = (uint8_t)pi0_rng_next(&g);
         pi0_tokenizer *t;
         pi0_error err = { "" };
         if (pi0_tokenizer_load(&t, copy, len, &err) == PI0_OK) {
@@ -683,12 +668,7 @@ static int encode_lines(const char *path) {
     return 0;
 }
 
-typedef struct {
-    const char *name;
-    bool (*fn)(void);
-} row;
-
-static const row rows[] = {
+static const test_row rows[] = {
     { "spm_ids", row_spm_ids },         { "layout", row_layout },
     { "cleaning", row_cleaning },       { "settings", row_settings },
     { "bad_pieces", row_bad_pieces },   { "bpe_rules", row_bpe_rules },
@@ -699,31 +679,8 @@ static const row rows[] = {
 
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--encode")) return encode_lines(argv[2]);
-    const char *only = NULL;
+    const char *only;
     seed = (uint64_t)time(NULL);
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--list")) {
-            for (int k = 0; k < N_ROWS; k++) printf("%s\n", rows[k].name);
-            return 0;
-        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            seed = strtoull(argv[++i], NULL, 0);
-        } else {
-            only = argv[i];
-        }
-    }
-    int failed = 0, ran = 0;
-    for (int i = 0; i < N_ROWS; i++) {
-        if (only && strcmp(only, rows[i].name)) continue;
-        ran++;
-        int before = n_failed;
-        bool ok = rows[i].fn() && n_failed == before;
-        printf("%s %s\n", ok ? "PASS" : "FAIL", rows[i].name);
-        failed += !ok;
-    }
-    if (!ran) {
-        fprintf(stderr, "test_tokenizer: no row named '%s' (see --list)\n", only);
-        return 2;
-    }
-    printf("%d of %d rows passed\n", ran - failed, ran);
-    return failed ? 1 : 0;
+    if (!test_rows_args(argc, argv, rows, N_ROWS, &only, &seed)) return 0;
+    return test_rows_run("test_tokenizer", rows, N_ROWS, only, true);
 }

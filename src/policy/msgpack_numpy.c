@@ -207,8 +207,8 @@ typedef struct {
 
 static const char *path_or_root(const converter *c) { return c->path[0] ? c->path : "request"; }
 
-/* Python's strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static bool utf8_valid(const uint8_t *s, size_t n) {
+/* Python's strict UTF-8 (see msgpack_numpy.h); also used for prompts in transforms.c. */
+bool pi0_utf8_valid(const uint8_t *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         uint8_t b = s[i];
@@ -355,7 +355,7 @@ static pi0_status convert(converter *c, const msgpack_object *o, pi0_msg_value *
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64: out->kind = PI0_MSG_FLOAT, out->as.f = o->via.f64; return PI0_OK;
     case MSGPACK_OBJECT_STR:
-        if (!utf8_valid((const uint8_t *)o->via.str.ptr, o->via.str.size))
+        if (!pi0_utf8_valid((const uint8_t *)o->via.str.ptr, o->via.str.size))
             return pi0_fail(c->err, PI0_ERR_FORMAT, NOT_MSGPACK "str under '%s' is not valid UTF-8",
                             path_or_root(c));
         out->kind = PI0_MSG_STR, out->as.str.ptr = o->via.str.ptr, out->as.str.len = o->via.str.size;
@@ -386,7 +386,7 @@ static pi0_status convert(converter *c, const msgpack_object *o, pi0_msg_value *
             if (k->type != MSGPACK_OBJECT_STR && k->type != MSGPACK_OBJECT_BIN)
                 return pi0_fail(c->err, PI0_ERR_FORMAT, NOT_MSGPACK "a map key under '%s' is not str or bin",
                                 path_or_root(c));
-            if (k->type == MSGPACK_OBJECT_STR && !utf8_valid((const uint8_t *)k->via.str.ptr, k->via.str.size))
+            if (k->type == MSGPACK_OBJECT_STR && !pi0_utf8_valid((const uint8_t *)k->via.str.ptr, k->via.str.size))
                 return pi0_fail(c->err, PI0_ERR_FORMAT, NOT_MSGPACK "a str key under '%s' is not valid UTF-8",
                                 path_or_root(c));
             entries[i].key_is_bin = k->type == MSGPACK_OBJECT_BIN;

@@ -102,6 +102,10 @@ double pi0_msg_ndarray_get(const pi0_msg_ndarray *nd, size_t i);
 /* The number held by a BOOL, INT, UINT, FLOAT or NPSCALAR value; false for anything else. */
 bool pi0_msg_number(const pi0_msg_value *v, double *out);
 
+/* Whether s[0, n) is UTF-8 as Python's strict decoder takes it (msgpack str, numpy U and S
+ * prompts): no overlong forms, no surrogates, nothing above U+10FFFF. */
+bool pi0_utf8_valid(const uint8_t *s, size_t n);
+
 /* A msgpack_packer into a growing buffer that remembers a failed allocation, so a message is
  * either complete or refused (msgpack_sbuffer alone would drop the failed piece and go on). */
 typedef struct {

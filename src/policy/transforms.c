@@ -152,28 +152,6 @@ void pi0_aloha_actions_from_pi(double *a) {
 
 /* ---- prompt (SERVING_SPEC 3.9) -------------------------------------------------------------- */
 
-static bool utf8_ok(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b = s[i];
-        int extra;
-        uint32_t cp, min;
-        if (b < 0x80) { i++; continue; }
-        if ((b & 0xe0) == 0xc0) extra = 1, cp = b & 0x1f, min = 0x80;
-        else if ((b & 0xf0) == 0xe0) extra = 2, cp = b & 0x0f, min = 0x800;
-        else if ((b & 0xf8) == 0xf0) extra = 3, cp = b & 0x07, min = 0x10000;
-        else return false;
-        if ((size_t)extra > n - i - 1) return false;
-        for (int k = 1; k <= extra; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return false;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-        i += (size_t)extra + 1;
-    }
-    return true;
-}
-
 static size_t utf8_put(char *dst, uint32_t cp) {
     if (cp < 0x80) { dst[0] = (char)cp; return 1; }
     if (cp < 0x800) {
@@ -199,7 +177,7 @@ pi0_status pi0_prompt_from_value(const pi0_msg_value *v, const char **text, size
         return PI0_OK;
     }
     if (v->kind == PI0_MSG_BIN) {   /* openpi's DROID transform decodes bytes as UTF-8 */
-        if (!utf8_ok((const uint8_t *)v->as.str.ptr, v->as.str.len))
+        if (!pi0_utf8_valid((const uint8_t *)v->as.str.ptr, v->as.str.len))
             return pi0_fail(err, PI0_ERR_INPUT, "prompt: bytes are not valid UTF-8");
         *text = v->as.str.ptr, *len = v->as.str.len;
         return PI0_OK;
@@ -212,7 +190,7 @@ pi0_status pi0_prompt_from_value(const pi0_msg_value *v, const char **text, size
     size_t n = nd->dtype.kind == 'U' ? nd->dtype.itemsize / 4 : nd->dtype.itemsize;
     if (nd->dtype.kind == 'S') {
         while (n > 0 && nd->data[n - 1] == 0) n--;
-        if (!utf8_ok(nd->data, n)) return pi0_fail(err, PI0_ERR_INPUT, "prompt: bytes are not valid UTF-8");
+        if (!pi0_utf8_valid(nd->data, n)) return pi0_fail(err, PI0_ERR_INPUT, "prompt: bytes are not valid UTF-8");
         *text = (const char *)nd->data, *len = n;
         return PI0_OK;
     }
