@@ -39,8 +39,6 @@ static const opt_switch opt_switches[] = {
       "separate q/k/v and gate/up GEMMs" },
     { PI0_OPT_GEMM_EPILOGUE, "gemm-epilogue", "--no-gemm-epilogue", "GEMM epilogues",
       "bias, GELU and residual adds as separate kernels" },
-    { PI0_OPT_STATE_ONCE, "state-once", "--no-state-once", "state K/V once per inference",
-      "the state token's K/V recomputed every step" },
 };
 enum { N_OPT_SWITCHES = (int)(sizeof opt_switches / sizeof opt_switches[0]) };
 

@@ -88,7 +88,6 @@ enum {
     PI0_OPT_GRAPH         = 1u << 0, /* replay one CUDA graph per shape instead of launching */
     PI0_OPT_FUSED_PROJ    = 1u << 1, /* q/k/v and gate/up as one GEMM each */
     PI0_OPT_GEMM_EPILOGUE = 1u << 2, /* bias, GELU and residual adds fused into the GEMMs */
-    PI0_OPT_STATE_ONCE    = 1u << 3, /* state token's K/V computed once, not every step */
     PI0_OPT_ALL           = 0xffffffffu,
 };
 

@@ -75,8 +75,10 @@ PI0=$BUILD_DIR/pi0
 if [ "${PI0_CHECK_SKIP_TESTS:-0}" != 1 ]; then
     RESERVE_S=${PI0_CHECK_BENCH_RESERVE_S:-240}
     step "CUDA tests" 200 ctest --test-dir "$BUILD_DIR" -L cuda --output-on-failure
-    step "CPU tests" 90 ctest --test-dir "$BUILD_DIR" -L cpu --output-on-failure \
-        -j"$(nproc 2>/dev/null || echo 4)"
+    # tokenizer_exact needs SentencePiece's spm_encode (a Debian package), which bare GPU
+    # images lack; CI runs it.
+    step "CPU tests" 90 ctest --test-dir "$BUILD_DIR" -L cpu -E '^tokenizer_exact$' \
+        --output-on-failure -j"$(nproc 2>/dev/null || echo 4)"
     RESERVE_S=0
 fi
 
