@@ -4,7 +4,7 @@
 #   tests, then the benchmarks of docs/BENCHMARKS.md (headline with and without the masked-camera
 #   skip, --breakdown, the batch sweep, the optimization ladder), and a summary table last.
 # Writes into $OUT (default ./out): check.log (everything printed), one JSON per benchmark and
-# summary.md. Few files on purpose: the device machine sends back at most 8.
+# summary.md. Few files on purpose: a remote GPU runner may return only a handful.
 # It keeps to a time budget (PI0_CHECK_BUDGET_S, default 540 s) so the whole call fits in ten
 # minutes: each step gets at most what is left, and a step that runs out is reported, not hidden.
 # Environment: OUT, BUILD_DIR (default build-gpu), PI0_CHECK_BUDGET_S, PI0_CHECK_SKIP_TESTS=1
