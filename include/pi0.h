@@ -138,7 +138,8 @@ typedef struct {
     float *actions;     /* [B, A, action_dim]: required */
     float *v_first;     /* [B, A, action_dim]: velocity of the first step, or NULL */
     float *prefix_embs; /* [B, C*N + L, llm.width]: the LLM's input, or NULL. CPU backend only:
-                           other backends return PI0_ERR_UNSUPPORTED when it is asked for. */
+                           other backends return PI0_ERR_UNSUPPORTED when it is asked for. Rows
+                           of a camera skipped as masked in every row are zeros. */
 } pi0_outputs;
 
 /* Checks in (shapes against the model, masks 0/1, token ids < vocab, finite values) and
