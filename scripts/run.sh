@@ -41,6 +41,13 @@ install_deps() {
         as_root apt-get update -qq
         DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${want[@]}" >/dev/null
     fi
+    # libFuzzer's runtime is only a recommendation of clang, and named after its version.
+    local rt; rt="libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
+    if ! dpkg-query -W -f='${Status}' "$rt" 2>/dev/null | grep -q "install ok installed"; then
+        log "installing Debian package: $rt"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$rt" >/dev/null
+    fi
 }
 
 # Python is used only by the tests (openpi's own client talks to `pi0 serve`); pi0 itself
