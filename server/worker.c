@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "batch_buf.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "worker.h"
@@ -80,14 +81,8 @@ struct pi0_worker {
     pthread_t thread;
     bool running;
 
-    int C, S, L, A, Da;
     pi0_policy_row *rows;        /* [max_batch], buffers owned by each row */
-    float *images;               /* [B, C, S, S, 3] */
-    uint8_t *image_masks;        /* [B, C] */
-    int32_t *tokens;             /* [B, L] */
-    uint8_t *token_mask;         /* [B, L] */
-    float *state;                /* [B, Da] */
-    float *noise;                /* [B, A, Da] */
+    pi0_batch_buf in;            /* the model inputs of up to max_batch rows */
     float *actions;              /* [B, A, Da] */
     int *slot;                   /* [B] per queued request: its batch row, or -1 */
     double *prep_ms, *model_ms;  /* [B] per queued request */
@@ -103,12 +98,7 @@ void pi0_worker_close(pi0_worker *w) {
     if (w->rows)
         for (int b = 0; b < w->cfg.max_batch; b++) pi0_policy_row_free(&w->rows[b]);
     free(w->rows);
-    free(w->images);
-    free(w->image_masks);
-    free(w->tokens);
-    free(w->token_mask);
-    free(w->state);
-    free(w->noise);
+    pi0_batch_buf_free(&w->in);
     free(w->actions);
     free(w->slot);
     free(w->prep_ms);
@@ -137,30 +127,24 @@ pi0_status pi0_worker_open(pi0_worker **out, pi0_model *m, int index, const pi0_
     for (int b = 0; b < B; b++)
         if ((st = pi0_policy_row_alloc(cfg->policy, &w->rows[b], err)) != PI0_OK) goto fail;
     const pi0_dims *d = pi0_model_dims(m);
-    w->C = w->rows[0].n_cameras;
-    w->S = w->rows[0].image_size;
-    w->L = w->rows[0].n_tokens;
-    w->A = d->action_horizon;
-    w->Da = d->action_dim;
-    if (w->S != d->image_size || w->rows[0].action_dim != d->action_dim) {
+    const pi0_policy_row *r0 = &w->rows[0];
+    if (r0->image_size != d->image_size || r0->action_dim != d->action_dim) {
         st = pi0_fail(err, PI0_ERR_SHAPE, "the policy makes %dx%d images and %d state values, the "
-                      "model takes %dx%d and %d", w->S, w->S, w->rows[0].action_dim,
+                      "model takes %dx%d and %d", r0->image_size, r0->image_size, r0->action_dim,
                       d->image_size, d->image_size, d->action_dim);
         goto fail;
     }
-    const size_t img = (size_t)w->C * w->S * w->S * 3, act = (size_t)w->A * w->Da;
-    w->images = malloc((size_t)B * img * sizeof *w->images);
-    w->image_masks = malloc((size_t)B * w->C);
-    w->tokens = malloc((size_t)B * w->L * sizeof *w->tokens);
-    w->token_mask = malloc((size_t)B * w->L);
-    w->state = malloc((size_t)B * w->Da * sizeof *w->state);
-    w->noise = malloc((size_t)B * act * sizeof *w->noise);
+    const size_t act = (size_t)d->action_horizon * d->action_dim;
+    if (pi0_batch_buf_alloc(&w->in, B, r0->n_cameras, r0->image_size, r0->n_tokens,
+                            d->action_horizon, d->action_dim) != 0) {
+        st = pi0_fail(err, PI0_ERR_NOMEM, "out of memory for batch buffers of %d rows", B);
+        goto fail;
+    }
     w->actions = malloc((size_t)B * act * sizeof *w->actions);
     w->slot = malloc((size_t)B * sizeof *w->slot);
     w->prep_ms = malloc((size_t)B * sizeof *w->prep_ms);
     w->model_ms = malloc((size_t)B * sizeof *w->model_ms);
-    if (!w->images || !w->image_masks || !w->tokens || !w->token_mask || !w->state || !w->noise ||
-        !w->actions || !w->slot || !w->prep_ms || !w->model_ms) {
+    if (!w->actions || !w->slot || !w->prep_ms || !w->model_ms) {
         st = pi0_fail(err, PI0_ERR_NOMEM, "out of memory for batch buffers of %d rows", B);
         goto fail;
     }
@@ -171,24 +155,18 @@ fail:
     return st;
 }
 
+/* The actions [A, Da] of batch row b. */
+static float *row_actions(const pi0_worker *w, int b) {
+    return w->actions + (size_t)b * w->in.A * w->in.Da;
+}
+
 static pi0_batch batch_of(const pi0_worker *w, int B) {
-    return (pi0_batch){
-        .batch = B, .n_cameras = w->C, .images = w->images, .image_masks = w->image_masks,
-        .n_tokens = w->L, .tokens = w->tokens, .token_mask = w->token_mask, .state = w->state,
-        .noise = w->noise, .horizon = w->A, .num_steps = w->cfg.num_steps,
-    };
+    return pi0_batch_buf_rows(&w->in, B, w->cfg.num_steps);
 }
 
 /* Row b of the batch buffers as its own one-row batch (to retry rows one by one). */
 static pi0_batch batch_row(const pi0_worker *w, int b) {
-    pi0_batch one = batch_of(w, 1);
-    one.images += (size_t)b * w->C * w->S * w->S * 3;
-    one.image_masks += (size_t)b * w->C;
-    one.tokens += (size_t)b * w->L;
-    one.token_mask += (size_t)b * w->L;
-    one.state += (size_t)b * w->Da;
-    one.noise += (size_t)b * w->A * w->Da;
-    return one;
+    return pi0_batch_buf_row(&w->in, b, w->cfg.num_steps);
 }
 
 pi0_status pi0_worker_warmup(pi0_worker *w, pi0_error *err) {
@@ -198,22 +176,21 @@ pi0_status pi0_worker_warmup(pi0_worker *w, pi0_error *err) {
     pi0_rng g;
     pi0_rng_seed(&g, 0x5eedull);
     const int B = w->cfg.max_batch;
-    for (int b = 0; b < B; b++) {
-        for (size_t i = 0; i < (size_t)w->C * w->S * w->S * 3; i++)
-            w->images[(size_t)b * w->C * w->S * w->S * 3 + i] = 0.0f;
-        for (int l = 0; l < w->L; l++) {
-            w->tokens[b * w->L + l] = l == 0 ? 2 : l == 1 ? 108 : 0;
-            w->token_mask[b * w->L + l] = l < 2;
+    pi0_batch_buf *in = &w->in;
+    memset(in->images, 0, (size_t)B * in->C * in->S * in->S * 3 * sizeof *in->images);
+    memset(in->state, 0, (size_t)B * in->Da * sizeof *in->state);
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < in->L; l++) {
+            in->tokens[b * in->L + l] = l == 0 ? 2 : l == 1 ? 108 : 0;
+            in->token_mask[b * in->L + l] = l < 2;
         }
-        for (int i = 0; i < w->Da; i++) w->state[b * w->Da + i] = 0.0f;
-        for (int i = 0; i < w->A * w->Da; i++) w->noise[(size_t)b * w->A * w->Da + i] = pi0_rng_normal(&g);
-    }
+    for (size_t i = 0; i < (size_t)B * in->A * in->Da; i++) in->noise[i] = pi0_rng_normal(&g);
     /* On the CPU every shape costs the same and a full-size run takes long: one is enough. */
     const bool every_shape = pi0_model_backend(w->model) != PI0_BACKEND_CPU;
     for (int n = every_shape ? 1 : B; n <= B; n++) {
         for (int pattern = 0; pattern < (every_shape ? 2 : 1); pattern++) {
             for (int b = 0; b < n; b++)
-                for (int c = 0; c < w->C; c++) w->image_masks[b * w->C + c] = pattern || c < 2;
+                for (int c = 0; c < in->C; c++) in->image_masks[b * in->C + c] = pattern || c < 2;
             pi0_batch batch = batch_of(w, n);
             pi0_outputs outs = { .actions = w->actions };
             double t0 = pi0_now_ms();
@@ -233,16 +210,16 @@ static void record_row(pi0_worker *w, int b) {
     pi0_batch r = batch_row(w, b);
     const int32_t steps = w->cfg.num_steps;
     const pi0_st_write_entry inputs[] = {
-        { "images", PI0_DT_F32, 5, { 1, w->C, w->S, w->S, 3 }, r.images, NULL, NULL },
-        { "image_masks", PI0_DT_U8, 2, { 1, w->C }, r.image_masks, NULL, NULL },
-        { "tokens", PI0_DT_I32, 2, { 1, w->L }, r.tokens, NULL, NULL },
-        { "token_mask", PI0_DT_U8, 2, { 1, w->L }, r.token_mask, NULL, NULL },
-        { "state", PI0_DT_F32, 2, { 1, w->Da }, r.state, NULL, NULL },
-        { "noise", PI0_DT_F32, 3, { 1, w->A, w->Da }, r.noise, NULL, NULL },
+        { "images", PI0_DT_F32, 5, { 1, w->in.C, w->in.S, w->in.S, 3 }, r.images, NULL, NULL },
+        { "image_masks", PI0_DT_U8, 2, { 1, w->in.C }, r.image_masks, NULL, NULL },
+        { "tokens", PI0_DT_I32, 2, { 1, w->in.L }, r.tokens, NULL, NULL },
+        { "token_mask", PI0_DT_U8, 2, { 1, w->in.L }, r.token_mask, NULL, NULL },
+        { "state", PI0_DT_F32, 2, { 1, w->in.Da }, r.state, NULL, NULL },
+        { "noise", PI0_DT_F32, 3, { 1, w->in.A, w->in.Da }, r.noise, NULL, NULL },
         { "num_steps", PI0_DT_I32, 1, { 1 }, &steps, NULL, NULL },
     };
     const pi0_st_write_entry outputs[] = {
-        { "actions", PI0_DT_F32, 3, { 1, w->A, w->Da }, w->actions + (size_t)b * w->A * w->Da,
+        { "actions", PI0_DT_F32, 3, { 1, w->in.A, w->in.Da }, row_actions(w, b),
           NULL, NULL },
     };
     char path[4096];
@@ -259,13 +236,16 @@ fail:
 /* ---- one batch ------------------------------------------------------------------------------ */
 
 static void copy_row_in(pi0_worker *w, int b, const pi0_policy_row *row) {
-    const size_t img = (size_t)w->C * w->S * w->S * 3;
-    memcpy(w->images + (size_t)b * img, row->images, img * sizeof *w->images);
-    memcpy(w->image_masks + (size_t)b * w->C, row->image_masks, (size_t)w->C);
-    memcpy(w->tokens + (size_t)b * w->L, row->tokens, (size_t)w->L * sizeof *w->tokens);
-    memcpy(w->token_mask + (size_t)b * w->L, row->token_mask, (size_t)w->L);
-    memcpy(w->state + (size_t)b * w->Da, row->state, (size_t)w->Da * sizeof *w->state);
-    for (int i = 0; i < w->A * w->Da; i++) w->noise[(size_t)b * w->A * w->Da + i] = pi0_rng_normal(&w->rng);
+    const size_t img = (size_t)w->in.C * w->in.S * w->in.S * 3;
+    memcpy(w->in.images + (size_t)b * img, row->images, img * sizeof *w->in.images);
+    memcpy(w->in.image_masks + (size_t)b * w->in.C, row->image_masks, (size_t)w->in.C);
+    memcpy(w->in.tokens + (size_t)b * w->in.L, row->tokens,
+           (size_t)w->in.L * sizeof *w->in.tokens);
+    memcpy(w->in.token_mask + (size_t)b * w->in.L, row->token_mask, (size_t)w->in.L);
+    memcpy(w->in.state + (size_t)b * w->in.Da, row->state,
+           (size_t)w->in.Da * sizeof *w->in.state);
+    const size_t act = (size_t)w->in.A * w->in.Da;
+    for (size_t i = 0; i < act; i++) w->in.noise[(size_t)b * act + i] = pi0_rng_normal(&w->rng);
 }
 
 static void run_batch(pi0_worker *w, pi0_request **reqs, int n) {
@@ -308,7 +288,7 @@ static void run_batch(pi0_worker *w, pi0_request **reqs, int n) {
             for (int k = 0; k < n; k++) {
                 if (slot[k] < 0) continue;
                 pi0_batch one = batch_row(w, slot[k]);
-                pi0_outputs one_out = { .actions = w->actions + (size_t)slot[k] * w->A * w->Da };
+                pi0_outputs one_out = { .actions = row_actions(w, slot[k]) };
                 double t1 = pi0_now_ms();
                 if (B == 1 || pi0_model_sample(w->model, &one, &one_out, &err) != PI0_OK) {
                     pi0_request_fail(reqs[k], ERROR_CLOSE_CODE, "%s", err.msg);
@@ -330,7 +310,7 @@ static void run_batch(pi0_worker *w, pi0_request **reqs, int n) {
             .prev_total_ms = r->prev_total_ms,
         };
         pi0_error err;
-        if (pi0_policy_reply(w->cfg.policy, &w->rows[b], w->actions + (size_t)b * w->A * w->Da,
+        if (pi0_policy_reply(w->cfg.policy, &w->rows[b], row_actions(w, b),
                              &timing, &r->reply, &r->reply_len, &err) != PI0_OK) {
             pi0_request_fail(r, ERROR_CLOSE_CODE, "%s", err.msg);
             continue;

@@ -1,9 +1,10 @@
 /* batch_buf.h - host arrays holding the inputs of pi0_model_sample (PI0_SPEC 5.1) for up to B
  * rows, row-major with the batch first. `pi0 infer` fills them from an inputs file, `pi0 bench`
- * with its random workload. Only the arrays: what goes in them is the caller's business.
+ * with its random workload, the server's worker with transformed requests. Only the arrays:
+ * what goes in them is the caller's business.
  * C cameras, S image size, L prompt slots, A horizon, Da action dim. */
-#ifndef PI0_CLI_BATCH_BUF_H
-#define PI0_CLI_BATCH_BUF_H
+#ifndef PI0_BATCH_BUF_H
+#define PI0_BATCH_BUF_H
 
 #include <stdint.h>
 
@@ -28,5 +29,8 @@ void pi0_batch_buf_free(pi0_batch_buf *b);
 
 /* The first n_rows rows as a batch for pi0_model_sample (borrowing the arrays). */
 pi0_batch pi0_batch_buf_rows(const pi0_batch_buf *b, int n_rows, int num_steps);
+
+/* Row r alone as a one-row batch (borrowing the arrays). */
+pi0_batch pi0_batch_buf_row(const pi0_batch_buf *b, int r, int num_steps);
 
 #endif

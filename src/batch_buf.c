@@ -1,4 +1,4 @@
-/* batch_buf.c - allocation and views of the host input arrays shared by infer and bench. */
+/* batch_buf.c - allocation and views of the host input arrays (infer, bench, the server). */
 #include "batch_buf.h"
 
 #include <stdlib.h>
@@ -38,4 +38,15 @@ pi0_batch pi0_batch_buf_rows(const pi0_batch_buf *b, int n_rows, int num_steps) 
         .n_tokens = b->L, .tokens = b->tokens, .token_mask = b->token_mask, .state = b->state,
         .noise = b->noise, .horizon = b->A, .num_steps = num_steps,
     };
+}
+
+pi0_batch pi0_batch_buf_row(const pi0_batch_buf *b, int r, int num_steps) {
+    pi0_batch one = pi0_batch_buf_rows(b, 1, num_steps);
+    one.images += (size_t)r * b->C * b->S * b->S * 3;
+    one.image_masks += (size_t)r * b->C;
+    one.tokens += (size_t)r * b->L;
+    one.token_mask += (size_t)r * b->L;
+    one.state += (size_t)r * b->Da;
+    one.noise += (size_t)r * b->A * b->Da;
+    return one;
 }
