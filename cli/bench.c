@@ -39,6 +39,8 @@ static const opt_switch opt_switches[] = {
       "separate q/k/v and gate/up GEMMs" },
     { PI0_OPT_GEMM_EPILOGUE, "gemm-epilogue", "--no-gemm-epilogue", "GEMM epilogues",
       "bias, GELU and residual adds as separate kernels" },
+    { PI0_OPT_FUSED_EXPERT, "fused-expert", "--no-fused-expert", "persistent expert-step kernel",
+      "run the expert layer by layer instead of one persistent kernel per denoising step" },
 };
 enum { N_OPT_SWITCHES = (int)(sizeof opt_switches / sizeof opt_switches[0]) };
 

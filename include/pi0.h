@@ -88,6 +88,8 @@ enum {
     PI0_OPT_GRAPH         = 1u << 0, /* replay one CUDA graph per shape instead of launching */
     PI0_OPT_FUSED_PROJ    = 1u << 1, /* q/k/v and gate/up as one GEMM each */
     PI0_OPT_GEMM_EPILOGUE = 1u << 2, /* bias, GELU and residual adds fused into the GEMMs */
+    PI0_OPT_FUSED_EXPERT  = 1u << 3, /* small batches: each denoising step's expert layers as one
+                                        persistent kernel (Hopper) */
     PI0_OPT_ALL           = 0xffffffffu,
 };
 

@@ -3,8 +3,9 @@
  * norms, RoPE, attention logits/softmax, the suffix embedding, the time MLP, action_out_proj and
  * the Euler update in fp32 (PI0_SPEC 3.3). GEMMs are cuBLASLt (gemm.cu), small ops are in
  * the .cu files of ../ops beside their CPU references. One run is: vision -> prefill -> n Euler
- * steps; with
- * PI0_OPT_GRAPH it is captured once per shape into a CUDA graph and replayed.
+ * steps; with PI0_OPT_GRAPH it is captured once per shape into a CUDA graph and replayed, and
+ * with PI0_OPT_FUSED_EXPERT (small batches, Hopper) each step's expert layers are one
+ * persistent kernel (expert_step.cu) instead of gemma_block's ~11 launches per layer.
  * Not here: input checks (pi0.c), prefix masks and the time table (prefix.c, schedule.c).
  *
  * Legend: B batch, Ck kept cameras, N image tokens per camera, L prompt slots, P = Ck*N + L
@@ -17,6 +18,7 @@
 
 #include "cuda/cuda_common.h"
 #include "cuda/gemm.h"
+#include "cuda/expert_step.h"
 #include "cuda/glue.h"
 #include "model.h"
 #include "ops/ops_cuda.h"
@@ -25,6 +27,7 @@ enum {
     MAX_CAMS = 3,        /* openpi's camera count: activation buffers are sized for it */
     MAX_STEPS = 128,     /* time-embedding table rows */
     MAX_GRAPHS = 8,      /* cached graph executables (one per input shape) */
+    XSTEP_MAX_ROWS = 64, /* suffix rows (B * (1 + A)) the fused expert step takes */
     WORKSPACE_BYTES = 64 << 20,
     STAGING_BYTES = 64 << 20,
 };
@@ -111,6 +114,11 @@ typedef struct {
     float *xt, *v_first;  /* [B, A, Da] */
     float *stok;          /* [B, De] state token */
     float *sa, *scat, *smid, *sact; /* [B*A, De], [B*A, 2De], [B*A, De], [B*A, De] */
+    float *xpart;         /* attention partials of the fused expert step (expert_step.h) */
+    float *xrope;         /* its RoPE table [rows, Dh/2, 2] */
+    unsigned *xbarrier;   /* its grid barrier word */
+    pi0_xstep_layer *xlayers; /* [depth] on the device: the expert's weights and KV cache */
+    int xstep_ok[5];      /* [MT]: the fused step runs for ceil(B*S/16) == MT row tiles */
 
     /* pinned host staging for uploads */
     void *pinned;
@@ -316,6 +324,13 @@ static int act_specs(cuda_state *st, const pi0_dims *d, buf_spec *s) {
     S_(st->stok, Bm * De * f);
     S_(st->sa, Bm * Am * De * f); S_(st->scat, Bm * Am * 2 * De * f);
     S_(st->smid, Bm * Am * De * f); S_(st->sact, Bm * Am * De * f);
+    {
+        size_t rows = max_sz(1, Bm * Sm < XSTEP_MAX_ROWS ? Bm * Sm : XSTEP_MAX_ROWS);
+        size_t chunks = (Pm + Sm + 31) / 32; /* bound of pi0_xstep_part_floats over B*S <= rows */
+        S_(st->xpart, rows * chunks * H * (Dh + 2) * f);
+        S_(st->xrope, rows * Dh * f);
+        S_(st->xbarrier, 256);
+    }
 #undef S_
     return n;
 }
@@ -547,15 +562,36 @@ static pi0_status stage_prefill(cuda_state *st, const pi0_dims *d, pi0_error *er
     return PI0_OK;
 }
 
+/* All expert layers of one denoising step in one launch (expert_step.h). */
+static pi0_status expert_step_fused(cuda_state *st, const pi0_dims *d, pi0_error *err) {
+    const pi0_gemma_dims *e = &d->expert;
+    pi0_xstep_args a;
+    memset(&a, 0, sizeof a);
+    a.layers = st->xlayers;
+    a.depth = e->depth; a.W = e->width; a.F = e->mlp_dim; a.H = e->num_heads; a.Dh = e->head_dim;
+    a.eps = e->eps;
+    a.B = st->cur.B; a.S = st->cur.A + 1; a.P = st->P;
+    a.kv_stride = (long long)(st->P + a.S) * a.Dh;
+    a.ys = st->ys; a.q = st->q; a.o = st->o; a.act = st->mlp; a.part = st->xpart;
+    a.pad = st->pad; a.pad_ld = st->P; a.n_valid = st->n_valid; a.rope = st->xrope;
+    a.barrier = st->xbarrier;
+    return pi0_xstep_run(&a, st->stream, err);
+}
+
 static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *err) {
     cudaStream_t s = st->stream;
     int B = st->cur.B, A = st->cur.A, S = A + 1, Da = d->action_dim, De = d->expert.width;
-    int BA = B * A;
+    int BA = B * A, rows = B * S;
+    int fused = (st->flags & PI0_OPT_FUSED_EXPERT) && rows <= XSTEP_MAX_ROWS &&
+                st->xstep_ok[(rows + 15) / 16];
     CUDA_TRY(cudaMemcpyAsync(st->xt, st->noise, (size_t)BA * Da * sizeof(float),
                              cudaMemcpyDeviceToDevice, s));
     /* the state token depends on nothing that changes between steps */
     PI0_STATUS_TRY(mm32(st, st->stok, st->state, Da, st->state_w, B, De, Da, err));
     PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->stok, st->state_b, B, De, 0, s, err));
+    if (fused)
+        PI0_STATUS_TRY(pi0_xstep_rope_cuda(st->xrope, st->n_valid, B, S, d->expert.head_dim, s,
+                                           err));
     for (int k = 0; k < st->cur.n; k++) {
         /* suffix embedding in fp32 (PI0_SPEC 2.7): [action_in(x_t), temb(t_k)] -> MLP */
         PI0_STATUS_TRY(mm32(st, st->sa, st->xt, Da, st->ain_w, BA, De, Da, err));
@@ -567,8 +603,11 @@ static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *
         PI0_STATUS_TRY(mm32(st, st->sact, st->smid, De, st->tout_w, BA, De, De, err));
         PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->sact, st->tout_b, BA, De, 0, s, err));
         PI0_STATUS_TRY(pi0_suffix_assemble_cuda(st->ys, st->stok, st->sact, B, A, De, s, err));
-        for (int l = 0; l < d->expert.depth; l++)
-            PI0_STATUS_TRY(gemma_block(st, &st->exp[l], &d->expert, l, st->ys, S, 1, 0, err));
+        if (fused)
+            PI0_STATUS_TRY(expert_step_fused(st, d, err));
+        else
+            for (int l = 0; l < d->expert.depth; l++)
+                PI0_STATUS_TRY(gemma_block(st, &st->exp[l], &d->expert, l, st->ys, S, 1, 0, err));
         /* final norm and action_out_proj in fp32 (openpi: bf16; fp32 is closer to exact) */
         PI0_STATUS_TRY(pi0_rmsnorm_cuda(st->hf, 1, st->ys, st->exp_norm, B * S, De,
                                         d->expert.eps, s, err));
@@ -606,6 +645,7 @@ static void cuda_close(pi0_model *m) {
     if (st->stream) cudaStreamDestroy(st->stream);
     if (st->wbase) cudaFree(st->wbase);
     if (st->abase) cudaFree(st->abase);
+    if (st->xlayers) cudaFree(st->xlayers);
     if (st->dev_staging) cudaFree(st->dev_staging);
     if (st->pinned) cudaFreeHost(st->pinned);
     free(st->vit);
@@ -634,6 +674,32 @@ static pi0_status check_dims(const pi0_dims *d, pi0_error *err) {
     if (d->patch_size <= 0 || d->image_size % d->patch_size)
         return pi0_fail(err, PI0_ERR_SHAPE, "image size %d is not a multiple of patch size %d",
                         d->image_size, d->patch_size);
+    return PI0_OK;
+}
+
+/* The fused expert step's layer table on the device, its barrier word, and which row-tile
+ * counts this GPU and these dims can take. */
+static pi0_status xstep_setup(cuda_state *st, const pi0_dims *d, pi0_error *err) {
+    const pi0_gemma_dims *e = &d->expert;
+    CUDA_TRY(cudaMemset(st->xbarrier, 0, sizeof(unsigned)));
+    pi0_xstep_layer *host = (pi0_xstep_layer *)calloc(e->depth, sizeof *host);
+    if (!host) return pi0_fail(err, PI0_ERR_NOMEM, "out of host memory for the expert table");
+    for (int l = 0; l < e->depth; l++) {
+        const gemma_layer *w = &st->exp[l];
+        host[l] = (pi0_xstep_layer){ w->wqkv, w->wo, w->wgu, w->wd, w->attn_norm, w->ffw_norm,
+                                     st->kc[l], st->vc[l] };
+    }
+    size_t bytes = e->depth * sizeof *host;
+    cudaError_t ce = cudaMalloc((void **)&st->xlayers, bytes);
+    if (ce == cudaSuccess) ce = cudaMemcpy(st->xlayers, host, bytes, cudaMemcpyHostToDevice);
+    free(host);
+    CUDA_TRY(ce);
+    int max_rows = st->Bm * st->Sm < XSTEP_MAX_ROWS ? st->Bm * st->Sm : XSTEP_MAX_ROWS;
+    for (int mt = 1; mt <= 4; mt++)
+        st->xstep_ok[mt] = (mt - 1) * 16 < max_rows &&
+                           pi0_xstep_supported(st->dev, e->width, e->mlp_dim, e->num_heads,
+                                               e->head_dim, mt * 16);
+    cudaGetLastError(); /* a refused query leaves nothing behind */
     return PI0_OK;
 }
 
@@ -758,6 +824,7 @@ static pi0_status cuda_open(pi0_model *m, pi0_error *err) {
         }
         pi0_log(m, "cuda: %.2f GB of activations for max_batch %d", abytes / 1e9, st->Bm);
     }
+    TRY_GOTO(xstep_setup(st, d, err));
     return PI0_OK;
 fail:
     cuda_close(m);

@@ -1,0 +1,969 @@
+/* expert_step.cu - the action expert's layers for one denoising step in one persistent kernel
+ * (see expert_step.h for why). Numerics follow the layer-by-layer path (model_cuda.cu's
+ * gemma_block): bf16 operands, fp32 accumulation, each GEMM output rounded to bf16 once, the
+ * RMSNorm/RoPE/GELU formulas of rmsnorm.cu, rope.cu and gelu.cu. The one difference is the
+ * attention softmax, which is split over chunks of keys and merged exactly in fp32 (probabilities
+ * are rounded to bf16 before P·V relative to the chunk's maximum instead of the row's).
+ *
+ * Per layer, six phases separated by grid barriers:
+ *   QKV   h = rmsnorm(ys); q|k|v = h · Wqkv^T; RoPE; q to scratch, k and v to the KV cache
+ *   ATT   per (batch row, chunk of 32 keys): scores, masked softmax pieces, P·V partials
+ *   MERGE partials -> o
+ *   O     ys += o · Wo^T
+ *   GU    h = rmsnorm(ys); act = gelu(h · Wgate^T) * (h · Wup^T)
+ *   DOWN  ys += act · Wd^T
+ * The GEMM phases split the output columns into tiles of 8 weight rows; tile j of a phase goes
+ * to CTA (j + rotation) mod grid, the rotation moving on with every phase and layer so that no
+ * CTA always gets the extra tile. A tile's weight rows are streamed in chunks of W columns
+ * (one ring slot each); see gemm_phase_run for how the 8 consumer warps share them. QKV tiles
+ * hold rows i..i+3 and i+Dh/2..i+Dh/2+3 of a head, so the two halves RoPE mixes sit in one
+ * thread quad; GU tiles hold gate rows f..f+3 and the matching up rows.
+ *
+ * Legend: R = B*S suffix rows, MT = ceil(R/16) MMA row tiles, QR = S*H query rows per batch
+ * row, W expert width, F MLP width, H heads, Dh head dim (DH when a template parameter). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cuda/expert_step.h"
+
+/* The kernel's real body exists for sm_90 and newer (TMA bulk copies, mbarrier transactions);
+ * the portable sm_80 build gets a stub that traps, which pi0_xstep_supported never launches.
+ * The host pass sees the real body too, for its checks. */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+#define XSTEP_HOPPER 1
+#endif
+
+namespace {
+
+constexpr int CONSUMER_WARPS = 8;
+constexpr int CONSUMERS = CONSUMER_WARPS * 32;
+constexpr int THREADS = CONSUMERS + 32;   /* + one producer warp */
+constexpr int KEYS_PER_CHUNK = 32;
+constexpr int MAX_SLOTS = CONSUMER_WARPS; /* see gemm_phase_run: one-chunk tiles go slot by warp */
+constexpr int MAX_ROWS = 64;              /* MT <= 4 */
+
+enum { PH_QKV, PH_O, PH_GU, PH_DOWN, N_GEMM_PHASES };
+
+struct xstep_params {
+    pi0_xstep_args a;
+    int R, QR, Tk, n_chunks;   /* rows, query rows per batch row, keys, key chunks per row */
+    int n_slots;               /* ring slots */
+    unsigned off_scratch, off_region, off_ring; /* byte offsets in dynamic shared memory */
+    int strong;                /* full fences around the grid barrier (see tuning) */
+    int split_all;             /* one-chunk phases split tiles over warps too (see tuning) */
+    unsigned long long *trace; /* PI0_XSTEP_TRACE: CTA 0's barrier times, NULL normally */
+};
+
+/* ---- shared-memory layout (host and device agree through xstep_params) ------------------ */
+
+struct smem_plan { int n_slots; unsigned off_scratch, off_region, off_ring, total; };
+
+static unsigned round_up(unsigned x, unsigned m) { return (x + m - 1) / m * m; }
+
+/* mbarriers, then the cross-warp sum scratch (double-buffered), then one region that holds
+ * either a GEMM's activation chunk or the attention's Q/K/V tiles, then the weight ring. */
+static smem_plan plan_smem(int MT, int DH, int W, int max_bytes) {
+    smem_plan s;
+    unsigned bars = 2 * MAX_SLOTS * 8;
+    unsigned scratch = 2u * CONSUMER_WARPS * MT * 32 * 4 * sizeof(float);
+    unsigned a_chunk = (unsigned)MT * 16 * (W + 8) * 2;
+    unsigned attn = (unsigned)(CONSUMER_WARPS * 16 + 2 * KEYS_PER_CHUNK) * (DH + 8) * 2 +
+                    KEYS_PER_CHUNK;
+    unsigned slot = 8u * (W + 8) * 2;
+    s.off_scratch = round_up(bars, 128);
+    s.off_region = round_up(s.off_scratch + scratch, 128);
+    s.off_ring = round_up(s.off_region + (a_chunk > attn ? a_chunk : attn), 128);
+    int n = max_bytes > (int)s.off_ring ? (int)((max_bytes - s.off_ring) / slot) : 0;
+    s.n_slots = n > MAX_SLOTS ? MAX_SLOTS : n;
+    s.total = s.off_ring + (unsigned)s.n_slots * slot;
+    return s;
+}
+
+#ifdef XSTEP_HOPPER
+constexpr float MASKED_LOGIT = -2.3819763e38f; /* openpi's, as in softmax.cu */
+
+/* ---- PTX wrappers --------------------------------------------------------------------- */
+
+__device__ __forceinline__ unsigned smem_addr(const void *p) {
+    return (unsigned)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void named_sync() { /* the 256 consumer threads only */
+    asm volatile("bar.sync 1, %0;" ::"n"(CONSUMERS) : "memory");
+}
+
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes)
+                 : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    unsigned done;
+    do {
+        asm volatile("{\n\t.reg .pred p;\n\t"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+
+/* TMA bulk copy of `bytes` (multiple of 16) global -> shared, completing on mbarrier `bar`. */
+__device__ __forceinline__ void bulk_copy(unsigned dst, const void *src, unsigned bytes,
+                                          unsigned bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
+                 "[%0], [%1], %2, [%3];" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
+
+__device__ __forceinline__ void ldsm_x4(unsigned addr, unsigned r[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void ldsm_x2(unsigned addr, unsigned r[2]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void ldsm_x4_trans(unsigned addr, unsigned r[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+/* c[16x8] += a[16x16] · b[16x8], bf16 in, fp32 accumulate (PTX fragment layouts). */
+__device__ __forceinline__ void mma_bf16(float c[4], const unsigned a[4], unsigned b0,
+                                         unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned *>(&v);
+}
+
+__device__ __forceinline__ float round_bf16(float x) {
+    return __bfloat162float(__float2bfloat16(x));
+}
+
+/* Loads of data other CTAs wrote earlier in this kernel go around L1 (.cg). */
+__device__ __forceinline__ float2 ld_bf16x2(const bf16 *p) {
+    unsigned u = __ldcg(reinterpret_cast<const unsigned *>(p));
+    __nv_bfloat162 v = *reinterpret_cast<__nv_bfloat162 *>(&u);
+    return __bfloat1622float2(v);
+}
+
+__device__ __forceinline__ void st_bf16x2(bf16 *p, float lo, float hi) {
+    *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(lo, hi);
+}
+
+__device__ __forceinline__ unsigned long long now_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+/* Grid-wide barrier of the consumer threads; every CTA is resident (cooperative launch). The
+ * counter's top bit flips once all gridDim.x CTAs have added their share (CTA 0 adds
+ * 2^31 - (n-1), the others 1), which also leaves the low bits as they were for the next use.
+ * The release add publishes this CTA's writes (ordered before it by the named barrier), the
+ * acquire loads make every other CTA's visible. `strong` adds full fences on both sides, the
+ * configuration every GPU test has passed with; without them is the cheaper variant to try. */
+__device__ __forceinline__ void grid_sync(unsigned *counter, unsigned long long *trace,
+                                          int strong) {
+    named_sync();
+    if (threadIdx.x == 0) {
+        if (trace && blockIdx.x == 0) trace[0] = now_ns();
+        unsigned add = blockIdx.x == 0 ? 0x80000000u - (gridDim.x - 1) : 1u, old, now;
+        if (strong) __threadfence();
+        asm volatile("atom.add.release.gpu.global.u32 %0, [%1], %2;"
+                     : "=r"(old)
+                     : "l"(counter), "r"(add)
+                     : "memory");
+        do {
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(counter) : "memory");
+        } while (((old ^ now) & 0x80000000u) == 0);
+        if (strong) __threadfence();
+        if (trace && blockIdx.x == 0) trace[1] = now_ns();
+    }
+    named_sync();
+}
+
+/* ---- the GEMM phases' schedule: shared by producer and consumers ----------------------- */
+
+struct gemm_phase {
+    const bf16 *w;
+    int ldw, n_tiles, n_chunks;
+};
+
+__device__ __forceinline__ gemm_phase phase_of(const pi0_xstep_args &a, const pi0_xstep_layer &L,
+                                               int ph) {
+    int W = a.W, F = a.F, HD = a.H * a.Dh;
+    switch (ph) {
+    case PH_QKV: return { L.wqkv, W, (a.H + 2) * a.Dh / 8, 1 };
+    case PH_O: return { L.wo, HD, W / 8, HD / W };
+    case PH_GU: return { L.wgu, W, F / 4, 1 };
+    default: return { L.wd, F, W / 8, F / W };
+    }
+}
+
+/* Weight row of slot row n (0..7) of tile j. */
+__device__ __forceinline__ int weight_row(const pi0_xstep_args &a, int ph, int j, int n) {
+    if (ph == PH_QKV) {
+        int per_head = a.Dh / 8, head = j / per_head, i0 = (j % per_head) * 4;
+        return head * a.Dh + (n < 4 ? i0 + n : a.Dh / 2 + i0 + n - 4);
+    }
+    if (ph == PH_GU) return n < 4 ? j * 4 + n : a.F + j * 4 + n - 4;
+    return j * 8 + n;
+}
+
+/* This CTA's first tile of phase ph of layer l (then every gridDim.x-th). */
+__device__ __forceinline__ int first_tile(const pi0_xstep_args &a, const pi0_xstep_layer &L, int l,
+                                          int ph) {
+    long long before = 0, per_layer = 0;
+    for (int i = 0; i < N_GEMM_PHASES; i++) {
+        int n = phase_of(a, L, i).n_tiles;
+        if (i < ph) before += n;
+        per_layer += n;
+    }
+    int G = gridDim.x, rot = (int)((l * per_layer + before) % G);
+    return ((int)blockIdx.x - rot + G) % G;
+}
+
+/* ---- producer: one thread streams every weight tile this CTA will consume, in order ---- */
+
+/* (An L2 prefetch running ahead of the ring, cp.async.bulk.prefetch.L2, was measured slower:
+ * 867 -> 1010 us a step on an H100.) */
+__device__ void producer(const xstep_params &p, unsigned char *smem) {
+    const pi0_xstep_args &a = p.a;
+    unsigned full0 = smem_addr(smem), empty0 = full0 + MAX_SLOTS * 8;
+    unsigned ring = smem_addr(smem + p.off_ring), row_bytes = a.W * 2,
+             row_stride = (a.W + 8) * 2, slot_bytes = 8 * row_stride;
+    unsigned it = 0;
+    for (int l = 0; l < a.depth; l++) {
+        pi0_xstep_layer L = a.layers[l];
+        if (p.trace && blockIdx.x == 0) p.trace[(size_t)a.depth * 12 + l] = now_ns();
+        for (int ph = 0; ph < N_GEMM_PHASES; ph++) {
+            gemm_phase g = phase_of(a, L, ph);
+            for (int j = first_tile(a, L, l, ph); j < g.n_tiles; j += gridDim.x)
+                for (int c = 0; c < g.n_chunks; c++, it++) {
+                    unsigned slot = it % p.n_slots, round = it / p.n_slots;
+                    if (round > 0) mbar_wait(empty0 + slot * 8, (round - 1) & 1);
+                    mbar_expect_tx(full0 + slot * 8, 8 * row_bytes);
+                    for (int n = 0; n < 8; n++) {
+                        const bf16 *src = g.w + (size_t)weight_row(a, ph, j, n) * g.ldw +
+                                          (size_t)c * a.W;
+                        bulk_copy(ring + slot * slot_bytes + n * row_stride, src, row_bytes,
+                                  full0 + slot * 8);
+                    }
+                }
+        }
+    }
+}
+
+/* ---- consumers ------------------------------------------------------------------------- */
+
+/* The activation chunk c of a GEMM phase into shared memory as MT*16 rows of W (+8 padding
+ * so ldmatrix rows fall in different banks); rows >= R are zero. QKV and GU apply RMSNorm.
+ * Loads are issued BATCH at a time: each phase's critical path is a handful of L2 round trips,
+ * and a loop that waits for one load before issuing the next multiplies them. */
+constexpr int BATCH = 4;
+
+template <int MT>
+__device__ void load_activations(const xstep_params &p, const pi0_xstep_layer &L, int ph, int c,
+                                 bf16 *A) {
+    const pi0_xstep_args &a = p.a;
+    int W = a.W, lda = W + 8, vecs = W / 8, tid = threadIdx.x;
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    if (ph == PH_QKV || ph == PH_GU) {
+        const float *s = ph == PH_QKV ? L.attn_norm : L.ffw_norm;
+        int warp = tid >> 5, lane = tid & 31;
+        for (int r = warp; r < MT * 16; r += CONSUMER_WARPS) {
+            bf16 *dst = A + (size_t)r * lda;
+            if (r >= p.R) {
+                for (int v = lane; v < vecs; v += 32) *reinterpret_cast<uint4 *>(dst + v * 8) = zero;
+                continue;
+            }
+            const uint4 *src = reinterpret_cast<const uint4 *>(a.ys + (size_t)r * W);
+            float sum_sq = 0.0f;
+            for (int v0 = lane; v0 < vecs; v0 += 32 * BATCH) {
+                uint4 x[BATCH];
+#pragma unroll
+                for (int k = 0; k < BATCH; k++)
+                    x[k] = v0 + 32 * k < vecs ? __ldcg(src + v0 + 32 * k) : zero;
+#pragma unroll
+                for (int k = 0; k < BATCH; k++) {
+                    if (v0 + 32 * k >= vecs) break;
+                    *reinterpret_cast<uint4 *>(dst + (v0 + 32 * k) * 8) = x[k];
+                    const bf16 *e = reinterpret_cast<const bf16 *>(&x[k]);
+                    for (int i = 0; i < 8; i++) {
+                        float f = __bfloat162float(e[i]);
+                        sum_sq += f * f;
+                    }
+                }
+            }
+            for (int o = 16; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
+            float inv_rms = rsqrtf(sum_sq / W + a.eps);
+            for (int v0 = lane; v0 < vecs; v0 += 32 * BATCH) { /* lanes reread what they wrote */
+                float4 g[BATCH][2];
+#pragma unroll
+                for (int k = 0; k < BATCH; k++)
+                    if (v0 + 32 * k < vecs) {
+                        const float4 *sv = reinterpret_cast<const float4 *>(s + (v0 + 32 * k) * 8);
+                        g[k][0] = __ldg(sv);
+                        g[k][1] = __ldg(sv + 1);
+                    }
+#pragma unroll
+                for (int k = 0; k < BATCH; k++) {
+                    if (v0 + 32 * k >= vecs) break;
+                    bf16 *e = dst + (v0 + 32 * k) * 8;
+                    const float *gk = reinterpret_cast<const float *>(g[k]);
+                    for (int i = 0; i < 8; i++)
+                        e[i] = __float2bfloat16(__bfloat162float(e[i]) * inv_rms * (1.0f + gk[i]));
+                }
+            }
+        }
+    } else {
+        const bf16 *src = ph == PH_O ? a.o : a.act;
+        int ld = ph == PH_O ? a.H * a.Dh : a.F, total = MT * 16 * vecs;
+        for (int i0 = tid; i0 < total; i0 += CONSUMERS * 2 * BATCH) {
+            uint4 x[2 * BATCH];
+#pragma unroll
+            for (int k = 0; k < 2 * BATCH; k++) {
+                int i = i0 + k * CONSUMERS, r = i / vecs, v = i % vecs;
+                x[k] = i < total && r < p.R
+                           ? __ldcg(reinterpret_cast<const uint4 *>(src + (size_t)r * ld +
+                                                                    (size_t)c * W) + v)
+                           : zero;
+            }
+#pragma unroll
+            for (int k = 0; k < 2 * BATCH; k++) {
+                int i = i0 + k * CONSUMERS;
+                if (i < total)
+                    *reinterpret_cast<uint4 *>(A + (size_t)(i / vecs) * lda + (i % vecs) * 8) = x[k];
+            }
+        }
+    }
+}
+
+/* What a tile's epilogue needs from global memory, loaded before the tile's weights are
+ * waited for so that the load's latency hides behind them: the residual values a tile of O or
+ * DOWN adds to, or the RoPE cos/sin of a QKV tile's q and k columns. pre[hr] for rows g, g+8. */
+__device__ void epilogue_prefetch(const xstep_params &p, int ph, int j, int mt, float4 pre[2]) {
+    const pi0_xstep_args &a = p.a;
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    for (int hr = 0; hr < 2; hr++) {
+        int r = mt * 16 + g + hr * 8;
+        pre[hr] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (r >= p.R) continue;
+        if (ph == PH_O || ph == PH_DOWN) {
+            float2 old = ld_bf16x2(a.ys + (size_t)r * a.W + j * 8 + 2 * t);
+            pre[hr].x = old.x;
+            pre[hr].y = old.y;
+        } else if (ph == PH_QKV) {
+            int per_head = a.Dh / 8, head = j / per_head, i = (j % per_head) * 4 + 2 * (t & 1);
+            if (head <= a.H)
+                pre[hr] = __ldg(reinterpret_cast<const float4 *>(a.rope + ((size_t)r * a.Dh / 2 + i) * 2));
+        }
+    }
+}
+
+/* Writes the finished 16x8 piece of tile j in row tile mt (rows mt*16 + g, +8; tile columns
+ * 2t, 2t+1). Called by a whole warp (the partner shuffle needs every lane). */
+__device__ void gemm_epilogue(const xstep_params &p, const pi0_xstep_layer &L, int ph, int j,
+                              int mt, const float c[4], const float4 pre[2]) {
+    const pi0_xstep_args &a = p.a;
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    float other[4]; /* the value 4 tile columns away: the RoPE half or the up of this gate */
+    for (int e = 0; e < 4; e++) other[e] = __shfl_xor_sync(0xffffffffu, c[e], 2);
+    for (int hr = 0; hr < 2; hr++) {
+        int r = mt * 16 + g + hr * 8;
+        if (r >= p.R) continue;
+        const float *mine = c + hr * 2, *theirs = other + hr * 2;
+        if (ph == PH_O || ph == PH_DOWN) {
+            st_bf16x2(a.ys + (size_t)r * a.W + j * 8 + 2 * t, mine[0] + pre[hr].x,
+                      mine[1] + pre[hr].y);
+        } else if (ph == PH_GU) {
+            if (t < 2) {
+                float u0 = round_bf16(theirs[0]), u1 = round_bf16(theirs[1]);
+                float g0 = round_bf16(mine[0]), g1 = round_bf16(mine[1]);
+                st_bf16x2(a.act + (size_t)r * a.F + j * 4 + 2 * t, pi0_gelu_tanh(g0) * u0,
+                          pi0_gelu_tanh(g1) * u1);
+            }
+        } else { /* PH_QKV */
+            int Dh = a.Dh, half = Dh / 2, per_head = Dh / 8, head = j / per_head;
+            int i = (j % per_head) * 4 + 2 * (t & 1), first = t < 2;
+            int col = first ? i : half + i, b = r / a.S, tok = r % a.S;
+            size_t kv_off = (size_t)b * a.kv_stride + (size_t)(a.P + tok) * Dh + col;
+            if (head == a.H + 1) {
+                st_bf16x2(L.vc + kv_off, mine[0], mine[1]);
+                continue;
+            }
+            float cs[2] = { pre[hr].x, pre[hr].z }, sn[2] = { pre[hr].y, pre[hr].w }, out[2];
+            for (int e = 0; e < 2; e++) {
+                float x = round_bf16(mine[e]), y = round_bf16(theirs[e]);
+                float x1 = first ? x : y, x2 = first ? y : x;
+                out[e] = first ? x1 * cs[e] - x2 * sn[e] : x2 * cs[e] + x1 * sn[e];
+            }
+            if (head < a.H) {
+                float q_scale = rsqrtf((float)Dh);
+                st_bf16x2(a.q + ((size_t)r * a.H + head) * Dh + col, out[0] * q_scale,
+                          out[1] * q_scale);
+            } else {
+                st_bf16x2(L.kc + kv_off, out[0], out[1]);
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ void mbar_arrive_n(unsigned bar, unsigned n) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(n) : "memory");
+}
+
+/* acc[m] += A[m*16.., 0..W) · slot^T for every row tile m; k-blocks of 32 from kb0 by step. */
+template <int MT>
+__device__ __forceinline__ void mma_chunk(float acc[MT][4], unsigned a_base, int lda,
+                                          unsigned w_base, int W, int kb0, int step) {
+    int lane = threadIdx.x & 31;
+    for (int kb = kb0; kb < W / 32; kb += step) {
+        unsigned b[4], af[4];
+        ldsm_x4(w_base + ((lane & 7) * (W + 8) + kb * 32 + (lane >> 3) * 8) * 2, b);
+#pragma unroll
+        for (int m = 0; m < MT; m++) {
+            unsigned row = a_base + ((m * 16 + (lane & 15)) * lda + kb * 32 +
+                                     (lane >> 4) * 8) * 2;
+            ldsm_x4(row, af);
+            mma_bf16(acc[m], af, b[0], b[1]);
+            ldsm_x4(row + 32, af);
+            mma_bf16(acc[m], af, b[2], b[3]);
+        }
+    }
+}
+
+/* One GEMM phase: every tile of this CTA, in the ring's order. `it` counts ring fills.
+ * One-chunk phases (QKV, GU: several tiles per CTA) give each warp whole tiles, so tiles run in
+ * parallel with no cross-warp sum; warp w takes the tiles k = w mod n_slots, which keeps a
+ * warp from waiting on a slot's next fill before that slot's current one has landed (an
+ * mbarrier parity wait cannot tell the two apart). Multi-chunk phases (O, DOWN: about one tile
+ * per CTA, K = 2W or 4W) split each chunk's columns over all warps and sum through shared
+ * memory. (Loading all of O's or DOWN's activation chunks at once was measured slower: every
+ * CTA reads the same rows, and one burst of 132 readers queues on the same L2 lines.) */
+template <int MT>
+__device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
+                               const pi0_xstep_layer &L, int l, int ph, unsigned &it, int &buf) {
+    const pi0_xstep_args &a = p.a;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, W = a.W, G = gridDim.x;
+    gemm_phase gp = phase_of(a, L, ph);
+    int j0 = first_tile(a, L, l, ph);
+    int n_mine = j0 < gp.n_tiles ? (gp.n_tiles - j0 + G - 1) / G : 0;
+    if (n_mine == 0) return;
+    bf16 *A = reinterpret_cast<bf16 *>(smem + p.off_region);
+    unsigned full0 = smem_addr(smem), empty0 = full0 + MAX_SLOTS * 8;
+    unsigned ring = smem_addr(smem + p.off_ring), slot_bytes = 8 * (W + 8) * 2;
+    unsigned a_base = smem_addr(A);
+
+    if (gp.n_chunks == 1 && !p.split_all) {
+        named_sync(); /* the previous phase is done with the region */
+        load_activations<MT>(p, L, ph, 0, A);
+        named_sync();
+        for (int k = warp; k < n_mine && warp < p.n_slots; k += p.n_slots) {
+            int j = j0 + k * G;
+            unsigned f = it + k, slot = f % p.n_slots;
+            float4 pre[MT][2];
+            for (int m = 0; m < MT; m++) epilogue_prefetch(p, ph, j, m, pre[m]);
+            float acc[MT][4];
+            for (int m = 0; m < MT; m++)
+                for (int e = 0; e < 4; e++) acc[m][e] = 0.0f;
+            mbar_wait(full0 + slot * 8, (f / p.n_slots) & 1);
+            mma_chunk<MT>(acc, a_base, W + 8, ring + slot * slot_bytes, W, 0, 1);
+            __syncwarp();
+            if (lane == 0) mbar_arrive_n(empty0 + slot * 8, CONSUMER_WARPS);
+            for (int m = 0; m < MT; m++) gemm_epilogue(p, L, ph, j, m, acc[m], pre[m]);
+        }
+        it += n_mine;
+        return;
+    }
+
+    int a_chunk = -1;
+    float *scratch = reinterpret_cast<float *>(smem + p.off_scratch);
+    for (int k = 0; k < n_mine; k++) {
+        int j = j0 + k * G;
+        float4 pre[2];
+        if (warp < MT) epilogue_prefetch(p, ph, j, warp, pre);
+        float acc[MT][4];
+        for (int m = 0; m < MT; m++)
+            for (int e = 0; e < 4; e++) acc[m][e] = 0.0f;
+        for (int c = 0; c < gp.n_chunks; c++, it++) {
+            if (c != a_chunk) {
+                named_sync(); /* everyone is done with what the region held */
+                load_activations<MT>(p, L, ph, c, A);
+                named_sync();
+                a_chunk = c;
+            }
+            unsigned slot = it % p.n_slots;
+            mbar_wait(full0 + slot * 8, (it / p.n_slots) & 1);
+            mma_chunk<MT>(acc, a_base, W + 8, ring + slot * slot_bytes, W, warp, CONSUMER_WARPS);
+            __syncwarp();
+            if (lane == 0) mbar_arrive(empty0 + slot * 8);
+        }
+        /* sum the 8 warps' partial tiles; warp m finishes row tile m */
+        float *sc = scratch + buf * (CONSUMER_WARPS * MT * 128);
+        for (int m = 0; m < MT; m++)
+            *reinterpret_cast<float4 *>(sc + ((warp * MT + m) * 32 + lane) * 4) =
+                make_float4(acc[m][0], acc[m][1], acc[m][2], acc[m][3]);
+        named_sync();
+        if (warp < MT) {
+            float sum[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+            for (int w = 0; w < CONSUMER_WARPS; w++) {
+                float4 v = *reinterpret_cast<const float4 *>(sc + ((w * MT + warp) * 32 + lane) * 4);
+                sum[0] += v.x; sum[1] += v.y; sum[2] += v.z; sum[3] += v.w;
+            }
+            gemm_epilogue(p, L, ph, j, warp, sum, pre);
+        }
+        buf ^= 1;
+    }
+}
+
+/* Query rows mt*16.. of batch row b (zeros past QR) into registers, lane-strided uint4s. */
+template <int DH>
+__device__ __forceinline__ void load_q_tile(const xstep_params &p, int b, int mt,
+                                            uint4 qx[16 * DH / 8 / 32]) {
+    constexpr int VECS = DH / 8, Q_PER_LANE = 16 * VECS / 32;
+    int lane = threadIdx.x & 31, QR = p.QR;
+#pragma unroll
+    for (int k = 0; k < Q_PER_LANE; k++) {
+        int i = lane + k * 32, row = i / VECS, v = i % VECS, qr = mt * 16 + row;
+        qx[k] = qr < QR ? __ldcg(reinterpret_cast<const uint4 *>(p.a.q + ((size_t)b * QR + qr) * DH) + v)
+                        : make_uint4(0, 0, 0, 0);
+    }
+}
+
+/* ATT: per (batch row b, chunk of 32 keys), each warp takes 16-row tiles of the QR query rows:
+ * S = Q·K^T (q is pre-scaled), mask, chunk-local max m and sum l, O = P·V unnormalised; m, l
+ * and O go to the partials. */
+template <int DH>
+__device__ void attention_phase(const xstep_params &p, unsigned char *smem,
+                                const pi0_xstep_layer &L) {
+    const pi0_xstep_args &a = p.a;
+    constexpr int LD = DH + 8, VECS = DH / 8;
+    constexpr int PASSES = DH >= 128 ? 2 : 1, DP = DH / PASSES; /* P·V columns per pass */
+    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem + p.off_region);
+    bf16 *Ks = Qs + CONSUMER_WARPS * 16 * LD, *Vs = Ks + KEYS_PER_CHUNK * LD;
+    bf16 *Qw = Qs + warp * 16 * LD;
+    unsigned char *key_ok = reinterpret_cast<unsigned char *>(Vs + KEYS_PER_CHUNK * LD);
+    int QR = p.QR, n_mt = (QR + 15) / 16, n_ch = p.n_chunks, Tk = p.Tk, P = a.P;
+    float *ml = a.part + (size_t)a.B * n_ch * QR * DH;
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    for (int u = blockIdx.x; u < a.B * n_ch; u += gridDim.x) {
+        int b = u / n_ch, ch = u % n_ch, k0 = ch * KEYS_PER_CHUNK;
+        const bf16 *kg = L.kc + (size_t)b * a.kv_stride, *vg = L.vc + (size_t)b * a.kv_stride;
+        /* K and V rows of the chunk (keys past the end: zeros, never NaN garbage), and which
+         * query tokens may see each key (bit 0: the state token, bit 1: action tokens) */
+        constexpr int KV_PER_THREAD = (KEYS_PER_CHUNK * VECS + CONSUMERS - 1) / CONSUMERS;
+        uint4 kx[KV_PER_THREAD], vx[KV_PER_THREAD];
+#pragma unroll
+        for (int k = 0; k < KV_PER_THREAD; k++) {
+            int i = tid + k * CONSUMERS, row = i / VECS, v = i % VECS, key = k0 + row;
+            bool in = i < KEYS_PER_CHUNK * VECS && key < Tk;
+            kx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(kg + (size_t)key * DH) + v) : zero;
+            vx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(vg + (size_t)key * DH) + v) : zero;
+        }
+        constexpr int Q_PER_LANE = 16 * VECS / 32;
+        if (tid < KEYS_PER_CHUNK) {
+            int key = k0 + tid, f = 0;
+            if (key < P)
+                f = __ldg(a.pad + (size_t)b * a.pad_ld + key) ? 3 : 0;
+            else if (key < Tk)
+                f = key == P ? 3 : 2;
+            key_ok[tid] = (unsigned char)f;
+        }
+#pragma unroll
+        for (int k = 0; k < KV_PER_THREAD; k++) {
+            int i = tid + k * CONSUMERS;
+            if (i < KEYS_PER_CHUNK * VECS) {
+                *reinterpret_cast<uint4 *>(Ks + (i / VECS) * LD + (i % VECS) * 8) = kx[k];
+                *reinterpret_cast<uint4 *>(Vs + (i / VECS) * LD + (i % VECS) * 8) = vx[k];
+            }
+        }
+        named_sync();
+        for (int mt = warp; mt < n_mt; mt += CONSUMER_WARPS) {
+            uint4 qx[Q_PER_LANE];
+            load_q_tile<DH>(p, b, mt, qx);
+#pragma unroll
+            for (int k = 0; k < Q_PER_LANE; k++) {
+                int i = lane + k * 32;
+                *reinterpret_cast<uint4 *>(Qw + (i / VECS) * LD + (i % VECS) * 8) = qx[k];
+            }
+            __syncwarp();
+            float s[4][4];
+            for (int n = 0; n < 4; n++)
+                for (int e = 0; e < 4; e++) s[n][e] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < DH / 16; ks++) {
+                unsigned af[4];
+                ldsm_x4(smem_addr(Qw + (lane & 15) * LD + ks * 16 + (lane >> 4) * 8), af);
+#pragma unroll
+                for (int n = 0; n < 4; n++) {
+                    unsigned bf[2];
+                    ldsm_x2(smem_addr(Ks + (n * 8 + (lane & 7)) * LD + ks * 16 +
+                                      ((lane >> 3) & 1) * 8),
+                            bf);
+                    mma_bf16(s[n], af, bf[0], bf[1]);
+                }
+            }
+            /* mask (PI0_SPEC 2.5 suffix rule), chunk max and sum per query row */
+            float mx[2], sum[2];
+            for (int hr = 0; hr < 2; hr++) {
+                int qr = mt * 16 + g + hr * 8, tok = qr < QR ? qr / a.H : 0;
+                float m = -3.402823466e38f;
+                for (int n = 0; n < 4; n++)
+                    for (int e = 0; e < 2; e++) {
+                        bool valid = key_ok[n * 8 + 2 * t + e] & (tok > 0 ? 2 : 1);
+                        float &v = s[n][hr * 2 + e];
+                        if (!valid) v = MASKED_LOGIT;
+                        m = fmaxf(m, v);
+                    }
+                m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+                m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+                float l = 0.0f;
+                for (int n = 0; n < 4; n++)
+                    for (int e = 0; e < 2; e++) {
+                        float &v = s[n][hr * 2 + e];
+                        v = expf(v - m);
+                        l += v;
+                    }
+                l += __shfl_xor_sync(0xffffffffu, l, 1);
+                l += __shfl_xor_sync(0xffffffffu, l, 2);
+                mx[hr] = m;
+                sum[hr] = l;
+            }
+            /* P as the A operand of P·V: the score tile's C layout is the A layout */
+            unsigned pa[2][4];
+            for (int kk = 0; kk < 2; kk++) {
+                pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+                pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+                pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            }
+            float *out = a.part + ((size_t)(b * n_ch + ch) * QR) * DH;
+            for (int pass = 0; pass < PASSES; pass++) {
+                float o[DP / 8][4];
+                for (int n = 0; n < DP / 8; n++)
+                    for (int e = 0; e < 4; e++) o[n][e] = 0.0f;
+#pragma unroll
+                for (int nd = 0; nd < DP / 16; nd++)
+#pragma unroll
+                    for (int kk = 0; kk < 2; kk++) {
+                        unsigned bv[4];
+                        ldsm_x4_trans(smem_addr(Vs + (kk * 16 + (lane & 15)) * LD + pass * DP +
+                                                nd * 16 + (lane >> 4) * 8),
+                                      bv);
+                        mma_bf16(o[2 * nd], pa[kk], bv[0], bv[1]);
+                        mma_bf16(o[2 * nd + 1], pa[kk], bv[2], bv[3]);
+                    }
+                for (int hr = 0; hr < 2; hr++) {
+                    int qr = mt * 16 + g + hr * 8;
+                    if (qr >= QR) continue;
+                    for (int n = 0; n < DP / 8; n++)
+                        *reinterpret_cast<float2 *>(out + (size_t)qr * DH + pass * DP + n * 8 +
+                                                    2 * t) =
+                            make_float2(o[n][hr * 2], o[n][hr * 2 + 1]);
+                }
+            }
+            if (t == 0)
+                for (int hr = 0; hr < 2; hr++) {
+                    int qr = mt * 16 + g + hr * 8;
+                    if (qr < QR)
+                        *reinterpret_cast<float2 *>(ml + ((size_t)(b * n_ch + ch) * QR + qr) * 2) =
+                            make_float2(mx[hr], sum[hr]);
+                }
+            __syncwarp(); /* Qw is rewritten by the next tile */
+        }
+        named_sync(); /* Ks, Vs are rewritten by the next unit */
+    }
+}
+
+/* MERGE: o[b, qr, :] = sum_c e^(m_c - M) O_c / sum_c e^(m_c - M) l_c, M = max_c m_c, in one
+ * pass that rescales when a larger m_c comes (chunks read 8 at a time). A chunk whose keys are
+ * all masked has m_c = MASKED_LOGIT and weighs exactly zero (the state token's own key is
+ * always valid, so M is a real logit). */
+template <int DH>
+__device__ void merge_phase(const xstep_params &p) {
+    const pi0_xstep_args &a = p.a;
+    constexpr int CB = 8;
+    int QR = p.QR, n_ch = p.n_chunks;
+    const float2 *ml = reinterpret_cast<const float2 *>(a.part + (size_t)a.B * n_ch * QR * DH);
+    for (int item = blockIdx.x; item < a.B * QR; item += gridDim.x) {
+        int b = item / QR, qr = item % QR;
+        for (int d = threadIdx.x; d < DH; d += CONSUMERS) {
+            float M = -3.402823466e38f, den = 0.0f, num = 0.0f;
+            for (int c0 = 0; c0 < n_ch; c0 += CB) {
+                float2 v[CB];
+                float o[CB];
+#pragma unroll
+                for (int k = 0; k < CB; k++) {
+                    size_t row = (size_t)(b * n_ch + c0 + k) * QR + qr;
+                    bool in = c0 + k < n_ch;
+                    v[k] = in ? __ldcg(ml + row) : make_float2(-3.402823466e38f, 0.0f);
+                    o[k] = in ? __ldcg(a.part + row * DH + d) : 0.0f;
+                }
+#pragma unroll
+                for (int k = 0; k < CB; k++) {
+                    if (c0 + k >= n_ch) break;
+                    if (v[k].x > M) {
+                        float scale = expf(M - v[k].x);
+                        den *= scale;
+                        num *= scale;
+                        M = v[k].x;
+                    }
+                    float w = expf(v[k].x - M);
+                    den += w * v[k].y;
+                    num += w * o[k];
+                }
+            }
+            a.o[((size_t)b * QR + qr) * DH + d] = __float2bfloat16(num / den);
+        }
+    }
+}
+
+#endif /* XSTEP_HOPPER */
+
+template <int MT, int DH>
+__global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_params p) {
+#ifdef XSTEP_HOPPER
+    extern __shared__ __align__(128) unsigned char smem[];
+    unsigned full0 = smem_addr(smem), empty0 = full0 + MAX_SLOTS * 8;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < p.n_slots; s++) {
+            mbar_init(full0 + s * 8, 1);
+            mbar_init(empty0 + s * 8, CONSUMER_WARPS);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (threadIdx.x >= CONSUMERS) {
+        if (threadIdx.x == CONSUMERS) producer(p, smem);
+        return;
+    }
+    const pi0_xstep_args &a = p.a;
+    unsigned it = 0;
+    int buf = 0;
+    if (p.trace && blockIdx.x == 0 && threadIdx.x == 0) p.trace[(size_t)a.depth * 13] = now_ns();
+#define SYNC_(k) grid_sync(a.barrier, p.trace ? p.trace + ((size_t)l * 6 + (k)) * 2 : NULL, p.strong)
+    for (int l = 0; l < a.depth; l++) {
+        pi0_xstep_layer L = a.layers[l];
+        gemm_phase_run<MT>(p, smem, L, l, PH_QKV, it, buf);
+        SYNC_(0);
+        attention_phase<DH>(p, smem, L);
+        SYNC_(1);
+        merge_phase<DH>(p);
+        SYNC_(2);
+        gemm_phase_run<MT>(p, smem, L, l, PH_O, it, buf);
+        SYNC_(3);
+        gemm_phase_run<MT>(p, smem, L, l, PH_GU, it, buf);
+        SYNC_(4);
+        gemm_phase_run<MT>(p, smem, L, l, PH_DOWN, it, buf);
+        SYNC_(5); /* the last one also times the end */
+    }
+#undef SYNC_
+#else
+    __trap(); /* built without sm_90 code: pi0_xstep_supported said no, never launched */
+#endif
+}
+
+/* rope[r, i] = (cos, sin) of RoPE angle i at suffix row r's position n_valid[b] + t, computed
+ * exactly as rope.cu computes it. */
+__global__ void rope_table_kernel(float *rope, const int32_t *n_valid, int S, int Dh) {
+    int r = blockIdx.x, half = Dh / 2;
+    float pos = (float)(n_valid[r / S] + r % S);
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float timescale = powf(10000.0f, (2.0f / (float)Dh) * (float)i), sn, cs;
+        sincosf(pos / timescale, &sn, &cs);
+        rope[((size_t)r * half + i) * 2] = cs;
+        rope[((size_t)r * half + i) * 2 + 1] = sn;
+    }
+}
+
+typedef void (*kernel_fn)(const xstep_params);
+
+static kernel_fn kernel_for(int MT, int DH) {
+#define K_(mt, dh) if (MT == mt && DH == dh) return expert_step_kernel<mt, dh>
+    K_(1, 256); K_(2, 256); K_(3, 256); K_(4, 256);
+    K_(1, 16); K_(2, 16); K_(3, 16); K_(4, 16);
+#undef K_
+    return NULL;
+}
+
+static int max_smem(int device) {
+    int v = 0;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
+        return 0;
+    return v;
+}
+
+} /* namespace */
+
+extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows) {
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
+        return 0;
+    if (major < 9 || rows < 1 || rows > MAX_ROWS || W < 32 || W % 32 || F % W || F % 4 ||
+        (H * Dh) % W || (H * Dh) < W)
+        return 0;
+    int MT = (rows + 15) / 16;
+    kernel_fn k = kernel_for(MT, Dh);
+    if (!k) return 0;
+    cudaFuncAttributes attr;
+    if (cudaFuncGetAttributes(&attr, k) != cudaSuccess) return 0;
+    if (attr.ptxVersion < 90) return 0; /* only the portable sm_80 copy exists for this GPU */
+    return plan_smem(MT, Dh, W, max_smem(device)).n_slots >= 2;
+}
+
+extern "C" size_t pi0_xstep_part_floats(int B, int S, int P, int H, int Dh) {
+    size_t n_chunks = (size_t)(P + S + KEYS_PER_CHUNK - 1) / KEYS_PER_CHUNK;
+    return (size_t)B * n_chunks * S * H * (Dh + 2);
+}
+
+extern "C" pi0_status pi0_xstep_rope_cuda(float *rope, const int32_t *n_valid, int B, int S,
+                                          int Dh, cudaStream_t stream, pi0_error *err) {
+    if (B * S <= 0) return PI0_OK;
+    int threads = Dh / 2 < 32 ? 32 : (Dh / 2 > 256 ? 256 : Dh / 2);
+    rope_table_kernel<<<B * S, threads, 0, stream>>>(rope, n_valid, S, Dh);
+    LAUNCH_CHECK();
+    return PI0_OK;
+}
+
+/* Tuning switches for experiments on the device, read from the environment once. Defaults are
+ * the measured configuration (docs/BENCHMARKS.md); each switch names the alternative it turns on.
+ *   PI0_XSTEP_TRACE=1     after every launch, print where CTA 0's time went per phase (syncs)
+ *   PI0_XSTEP_GRID=n      n CTAs instead of one per SM
+ *   PI0_XSTEP_SLOTS=n     at most n ring slots
+ *   PI0_XSTEP_RELAXED=1   grid barrier with release/acquire only, no full fences
+ *   PI0_XSTEP_SPLITK=1    QKV and GU split each tile over the warps too (not a tile per warp) */
+struct tuning {
+    int trace, grid, slots, relaxed, split_all;
+};
+
+static int env_int(const char *name) {
+    const char *v = getenv(name);
+    return v ? atoi(v) : 0;
+}
+
+static const tuning &tuning_from_env() {
+    static tuning t;
+    static int done;
+    if (!done) {
+        t.trace = env_int("PI0_XSTEP_TRACE");
+        t.grid = env_int("PI0_XSTEP_GRID");
+        t.slots = env_int("PI0_XSTEP_SLOTS");
+        t.relaxed = env_int("PI0_XSTEP_RELAXED");
+        t.split_all = env_int("PI0_XSTEP_SPLITK");
+        done = 1;
+    }
+    return t;
+}
+
+/* PI0_XSTEP_TRACE: CTA 0's view of one step, averaged over layers: per phase the time from the
+ * previous barrier to its arrival (work) and from arrival to release (waiting for the slowest
+ * CTA, plus the barrier itself), and how far the producer runs ahead of the consumers. */
+static pi0_status print_trace(const unsigned long long *dev, const xstep_params &p, int grid,
+                              cudaStream_t stream, pi0_error *err) {
+    const int depth = p.a.depth;
+    unsigned long long h[64 * 13 + 1];
+    size_t n = (size_t)depth * 13 + 1;
+    if (n > sizeof h / sizeof h[0]) return PI0_OK;
+    CUDA_TRY(cudaStreamSynchronize(stream));
+    CUDA_TRY(cudaMemcpy(h, dev, n * sizeof h[0], cudaMemcpyDeviceToHost));
+    static const char *names[6] = { "qkv", "attn", "merge", "o", "gu", "down" };
+    double work[6] = { 0 }, wait[6] = { 0 }, lead = 0;
+    unsigned long long t0 = h[depth * 13], prev = t0;
+    for (int l = 0; l < depth; l++) {
+        lead += (double)(long long)(prev - h[depth * 12 + l]); /* > 0: producer ahead */
+        for (int k = 0; k < 6; k++) {
+            unsigned long long arrive = h[(l * 6 + k) * 2], leave = h[(l * 6 + k) * 2 + 1];
+            work[k] += (double)(arrive - prev) / depth;
+            wait[k] += (double)(leave - arrive) / depth;
+            prev = leave;
+        }
+    }
+    fprintf(stderr, "xstep trace: %d rows, grid %d, %d slots: total %.1f us;", p.R, grid,
+            p.n_slots, (prev - t0) / 1e3);
+    for (int k = 0; k < 6; k++) fprintf(stderr, " %s %.2f+%.2f", names[k], work[k] / 1e3, wait[k] / 1e3);
+    fprintf(stderr, " (us per layer, work+wait); producer lead %.1f us\n", lead / depth / 1e3);
+    return PI0_OK;
+}
+
+extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream,
+                                    pi0_error *err) {
+    const tuning &tune = tuning_from_env();
+    int device = 0, n_sm = 0;
+    CUDA_TRY(cudaGetDevice(&device));
+    CUDA_TRY(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device));
+    int R = a->B * a->S, MT = (R + 15) / 16;
+    kernel_fn k = kernel_for(MT, a->Dh);
+    smem_plan sp = plan_smem(MT, a->Dh, a->W, max_smem(device));
+    if (!k || R > MAX_ROWS || sp.n_slots < 2)
+        return pi0_fail(err, PI0_ERR_UNSUPPORTED,
+                        "fused expert step: %d rows, head dim %d, width %d not supported", R,
+                        a->Dh, a->W);
+    xstep_params p;
+    memset(&p, 0, sizeof p);
+    p.a = *a;
+    p.R = R;
+    p.QR = a->S * a->H;
+    p.Tk = a->P + a->S;
+    p.n_chunks = (p.Tk + KEYS_PER_CHUNK - 1) / KEYS_PER_CHUNK;
+    p.n_slots = tune.slots >= 2 && tune.slots < sp.n_slots ? tune.slots : sp.n_slots;
+    p.off_scratch = sp.off_scratch;
+    p.off_region = sp.off_region;
+    p.off_ring = sp.off_ring;
+    p.strong = !tune.relaxed;
+    p.split_all = tune.split_all;
+    int grid = tune.grid > 0 && tune.grid < n_sm ? tune.grid : n_sm;
+    static unsigned long long *trace_buf; /* a development aid: allocated once, kept */
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    CUDA_TRY(cudaStreamIsCapturing(stream, &capturing));
+    if (tune.trace && capturing == cudaStreamCaptureStatusNone) { /* it synchronizes */
+        if (!trace_buf)
+            CUDA_TRY(cudaMalloc((void **)&trace_buf, (64 * 13 + 1) * sizeof *trace_buf));
+        if (a->depth <= 64) p.trace = trace_buf;
+    }
+    CUDA_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sp.total));
+    int per_sm = 0;
+    CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, THREADS, sp.total));
+    if (per_sm < 1)
+        return pi0_fail(err, PI0_ERR_DEVICE, "fused expert step: %u bytes of shared memory do "
+                        "not fit one block per SM", sp.total);
+
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(grid);
+    cfg.blockDim = dim3(THREADS);
+    cfg.dynamicSmemBytes = sp.total;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative; /* the grid barrier needs every CTA resident */
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    CUDA_TRY(cudaLaunchKernelEx(&cfg, k, p));
+    if (p.trace) PI0_STATUS_TRY(print_trace(trace_buf, p, grid, stream, err));
+    return PI0_OK;
+}
