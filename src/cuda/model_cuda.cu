@@ -603,9 +603,16 @@ static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *
         PI0_STATUS_TRY(mm32(st, st->sact, st->smid, De, st->tout_w, BA, De, De, err));
         PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->sact, st->tout_b, BA, De, 0, s, err));
         PI0_STATUS_TRY(pi0_suffix_assemble_cuda(st->ys, st->stok, st->sact, B, A, De, s, err));
-        if (fused)
-            PI0_STATUS_TRY(expert_step_fused(st, d, err));
-        else
+        if (fused && expert_step_fused(st, d, err) != PI0_OK) {
+            /* A cooperative launch is refused before anything runs when its CTAs cannot all be
+             * resident (another program holds SMs, a partitioned GPU): this and every later
+             * call take the layer-by-layer path. A broken context fails there too, with its
+             * own message. */
+            cudaGetLastError();
+            memset(st->xstep_ok, 0, sizeof st->xstep_ok);
+            fused = 0;
+        }
+        if (!fused)
             for (int l = 0; l < d->expert.depth; l++)
                 PI0_STATUS_TRY(gemma_block(st, &st->exp[l], &d->expert, l, st->ys, S, 1, 0, err));
         /* final norm and action_out_proj in fp32 (openpi: bf16; fp32 is closer to exact) */

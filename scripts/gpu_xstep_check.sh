@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# gpu_xstep_check.sh - the persistent expert step's tuning experiments in one GPU call
+# (src/cuda/expert_step.cu lists the switches). Builds for sm_90a only (PI0_CUDA_ARCHS to
+# change), checks the numerics of every variant (test_cuda_model golden; full size for the
+# default), then for each variant prints CTA 0's per-phase trace of one step and times batch 1
+# with the masked camera skipped (the default variant also without the skip).
+# Writes $OUT/xstep.log and headline_<variant>.json. Needs the .deps folder gpu_build.sh needs.
+# Run gpu_check.sh for the full tables; this is for choosing the defaults.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+OUT=${OUT:-./out}
+BUILD_DIR=${BUILD_DIR:-build-gpu}
+mkdir -p "$OUT"
+LOG=$OUT/xstep.log
+: >"$LOG"
+export PI0_CUDA_ARCHS=${PI0_CUDA_ARCHS:-90a}
+# shellcheck source=scripts/gpu_build.sh
+if ! source scripts/gpu_build.sh >"$OUT/build.log" 2>&1; then
+    tail -40 "$OUT/build.log"
+    exit 1
+fi
+set +e
+PI0=$BUILD_DIR/pi0
+
+# name|environment (space-separated assignments; "-" for none)
+VARIANTS=(
+    "default|-"
+    "relaxed|PI0_XSTEP_RELAXED=1"
+    "grid100|PI0_XSTEP_GRID=100"
+    "grid66|PI0_XSTEP_GRID=66"
+    "splitk|PI0_XSTEP_SPLITK=1"
+    "relaxed_grid100|PI0_XSTEP_RELAXED=1 PI0_XSTEP_GRID=100"
+)
+
+log() { echo "$*" | tee -a "$LOG"; }
+
+log "== numerics, default variant (golden and full size)"
+timeout 240 "$BUILD_DIR/test_cuda_model" 2>&1 | grep -E "^FAIL|failure" | tee -a "$LOG"
+
+for v in "${VARIANTS[@]}"; do
+    name=${v%%|*}
+    vars=${v#*|}
+    [ "$vars" = "-" ] && vars=""
+    read -r -a E <<<"$vars"   # the assignments as separate words for env
+    log "== $name ${vars:-(defaults)}"
+    if [ -n "$vars" ]; then
+        env "${E[@]}" timeout 120 "$BUILD_DIR/test_cuda_model" golden 2>&1 | grep -E "^FAIL|failure" |
+            tee -a "$LOG"
+    fi
+    env "${E[@]}" PI0_XSTEP_TRACE=1 timeout 60 "$PI0" bench --backend cuda --skip-masked --no-graph \
+        --warmup 2 --iters 1 2>&1 | grep "xstep trace" | tail -1 | tee -a "$LOG"
+    env "${E[@]}" timeout 90 "$PI0" bench --backend cuda --skip-masked \
+        --json "$OUT/headline_$name.json" >>"$LOG" 2>&1
+    if [ "$name" = default ]; then
+        env "${E[@]}" timeout 90 "$PI0" bench --backend cuda --no-skip-masked \
+            --json "$OUT/headline_default_noskip.json" >>"$LOG" 2>&1
+        timeout 90 "$PI0" bench --backend cuda --skip-masked --no-fused-expert \
+            --json "$OUT/headline_layer_by_layer.json" >>"$LOG" 2>&1
+    fi
+done
+
+log "== summary (batch 1 p50 ms)"
+python3 - "$OUT" <<'EOF' | tee -a "$LOG"
+import glob, json, os, sys
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "headline_*.json"))):
+    try:
+        h = json.load(open(f))["headline"]
+        print("%-40s p50 %.2f  mean %.2f  p99 %.2f" % (os.path.basename(f), h["p50_ms"],
+                                                       h["mean_ms"], h["p99_ms"]))
+    except (OSError, ValueError, KeyError) as e:
+        print("%-40s unreadable: %s" % (os.path.basename(f), e))
+EOF
