@@ -45,6 +45,10 @@ constexpr int MAX_ROWS = 64;              /* MT <= 4 */
 
 enum { PH_QKV, PH_O, PH_GU, PH_DOWN, N_GEMM_PHASES };
 
+/* PI0_XSTEP_TRACE layout: per layer l and phase k four times of CTA 0's thread 0 (TR_*), then
+ * the producer's start of each layer, then the kernel's start. Zero = not reached. */
+enum { TR_ARRIVE, TR_LEAVE, TR_INPUTS, TR_WEIGHTS, TR_PER_PHASE };
+
 struct xstep_params {
     pi0_xstep_args a;
     int R, QR, Tk, n_chunks;   /* rows, query rows per batch row, keys, key chunks per row */
@@ -52,7 +56,7 @@ struct xstep_params {
     unsigned off_scratch, off_region, off_ring; /* byte offsets in dynamic shared memory */
     int strong;                /* full fences around the grid barrier (see tuning) */
     int split_all;             /* one-chunk phases split tiles over warps too (see tuning) */
-    unsigned long long *trace; /* PI0_XSTEP_TRACE: CTA 0's barrier times, NULL normally */
+    unsigned long long *trace; /* PI0_XSTEP_TRACE: CTA 0's times (trace_at), NULL normally */
 };
 
 /* ---- shared-memory layout (host and device agree through xstep_params) ------------------ */
@@ -180,6 +184,19 @@ __device__ __forceinline__ unsigned long long now_ns() {
     return t;
 }
 
+__device__ __forceinline__ unsigned long long *trace_at(unsigned long long *trace, int l, int k) {
+    return trace ? trace + ((size_t)l * 6 + k) * TR_PER_PHASE : NULL;
+}
+
+__device__ __forceinline__ void stamp(unsigned long long *t, int what) {
+    if (t && blockIdx.x == 0 && threadIdx.x == 0) t[what] = now_ns();
+}
+
+/* stamp() for phase k of layer l, finding the place only when tracing */
+__device__ __forceinline__ void stamp_phase(unsigned long long *trace, int l, int k, int what) {
+    if (trace) stamp(trace_at(trace, l, k), what);
+}
+
 /* Grid-wide barrier of the consumer threads; every CTA is resident (cooperative launch). The
  * counter's top bit flips once all gridDim.x CTAs have added their share (CTA 0 adds
  * 2^31 - (n-1), the others 1), which also leaves the low bits as they were for the next use.
@@ -190,7 +207,7 @@ __device__ __forceinline__ void grid_sync(unsigned *counter, unsigned long long 
                                           int strong) {
     named_sync();
     if (threadIdx.x == 0) {
-        if (trace && blockIdx.x == 0) trace[0] = now_ns();
+        stamp(trace, TR_ARRIVE);
         unsigned add = blockIdx.x == 0 ? 0x80000000u - (gridDim.x - 1) : 1u, old, now;
         if (strong) __threadfence();
         asm volatile("atom.add.release.gpu.global.u32 %0, [%1], %2;"
@@ -201,7 +218,7 @@ __device__ __forceinline__ void grid_sync(unsigned *counter, unsigned long long 
             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(counter) : "memory");
         } while (((old ^ now) & 0x80000000u) == 0);
         if (strong) __threadfence();
-        if (trace && blockIdx.x == 0) trace[1] = now_ns();
+        stamp(trace, TR_LEAVE);
     }
     named_sync();
 }
@@ -259,7 +276,7 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
     unsigned it = 0;
     for (int l = 0; l < a.depth; l++) {
         pi0_xstep_layer L = a.layers[l];
-        if (p.trace && blockIdx.x == 0) p.trace[(size_t)a.depth * 12 + l] = now_ns();
+        if (p.trace && blockIdx.x == 0) p.trace[(size_t)a.depth * 6 * TR_PER_PHASE + l] = now_ns();
         for (int ph = 0; ph < N_GEMM_PHASES; ph++) {
             gemm_phase g = phase_of(a, L, ph);
             for (int j = first_tile(a, L, l, ph); j < g.n_tiles; j += gridDim.x)
@@ -479,10 +496,12 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
     unsigned ring = smem_addr(smem + p.off_ring), slot_bytes = 8 * (W + 8) * 2;
     unsigned a_base = smem_addr(A);
 
+    const int tk = ph == PH_QKV ? 0 : ph == PH_O ? 3 : ph == PH_GU ? 4 : 5; /* trace phase */
     if (gp.n_chunks == 1 && !p.split_all) {
         named_sync(); /* the previous phase is done with the region */
         load_activations<MT>(p, L, ph, 0, A);
         named_sync();
+        stamp_phase(p.trace, l, tk, TR_INPUTS);
         for (int k = warp; k < n_mine && warp < p.n_slots; k += p.n_slots) {
             int j = j0 + k * G;
             unsigned f = it + k, slot = f % p.n_slots;
@@ -492,6 +511,7 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
             for (int m = 0; m < MT; m++)
                 for (int e = 0; e < 4; e++) acc[m][e] = 0.0f;
             mbar_wait(full0 + slot * 8, (f / p.n_slots) & 1);
+            if (k == 0) stamp_phase(p.trace, l, tk, TR_WEIGHTS);
             mma_chunk<MT>(acc, a_base, W + 8, ring + slot * slot_bytes, W, 0, 1);
             __syncwarp();
             if (lane == 0) mbar_arrive_n(empty0 + slot * 8, CONSUMER_WARPS);
@@ -515,10 +535,12 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
                 named_sync(); /* everyone is done with what the region held */
                 load_activations<MT>(p, L, ph, c, A);
                 named_sync();
+                if (k == 0 && c == 0) stamp_phase(p.trace, l, tk, TR_INPUTS);
                 a_chunk = c;
             }
             unsigned slot = it % p.n_slots;
             mbar_wait(full0 + slot * 8, (it / p.n_slots) & 1);
+            if (k == 0 && c == 0) stamp_phase(p.trace, l, tk, TR_WEIGHTS);
             mma_chunk<MT>(acc, a_base, W + 8, ring + slot * slot_bytes, W, warp, CONSUMER_WARPS);
             __syncwarp();
             if (lane == 0) mbar_arrive(empty0 + slot * 8);
@@ -560,7 +582,7 @@ __device__ __forceinline__ void load_q_tile(const xstep_params &p, int b, int mt
  * and O go to the partials. */
 template <int DH>
 __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
-                                const pi0_xstep_layer &L) {
+                                const pi0_xstep_layer &L, unsigned long long *tr) {
     const pi0_xstep_args &a = p.a;
     constexpr int LD = DH + 8, VECS = DH / 8;
     constexpr int PASSES = DH >= 128 ? 2 : 1, DP = DH / PASSES; /* P·V columns per pass */
@@ -604,6 +626,7 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
             }
         }
         named_sync();
+        if (u == (int)blockIdx.x) stamp(tr, TR_INPUTS);
         for (int mt = warp; mt < n_mt; mt += CONSUMER_WARPS) {
             uint4 qx[Q_PER_LANE];
             load_q_tile<DH>(p, b, mt, qx);
@@ -766,13 +789,14 @@ __global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_par
     const pi0_xstep_args &a = p.a;
     unsigned it = 0;
     int buf = 0;
-    if (p.trace && blockIdx.x == 0 && threadIdx.x == 0) p.trace[(size_t)a.depth * 13] = now_ns();
-#define SYNC_(k) grid_sync(a.barrier, p.trace ? p.trace + ((size_t)l * 6 + (k)) * 2 : NULL, p.strong)
+    if (p.trace && blockIdx.x == 0 && threadIdx.x == 0)
+        p.trace[(size_t)a.depth * (6 * TR_PER_PHASE + 1)] = now_ns();
+#define SYNC_(k) grid_sync(a.barrier, trace_at(p.trace, l, k), p.strong)
     for (int l = 0; l < a.depth; l++) {
         pi0_xstep_layer L = a.layers[l];
         gemm_phase_run<MT>(p, smem, L, l, PH_QKV, it, buf);
         SYNC_(0);
-        attention_phase<DH>(p, smem, L);
+        attention_phase<DH>(p, smem, L, trace_at(p.trace, l, 1));
         SYNC_(1);
         merge_phase<DH>(p);
         SYNC_(2);
@@ -881,33 +905,39 @@ static const tuning &tuning_from_env() {
     return t;
 }
 
-/* PI0_XSTEP_TRACE: CTA 0's view of one step, averaged over layers: per phase the time from the
- * previous barrier to its arrival (work) and from arrival to release (waiting for the slowest
- * CTA, plus the barrier itself), and how far the producer runs ahead of the consumers. */
+/* PI0_XSTEP_TRACE: CTA 0's view of one step, averaged over layers. Per phase: from the previous
+ * barrier to its inputs in shared memory (activation chunk or K/V), to its first weight slot,
+ * to its arrival at the barrier (total work), and the wait there (the slowest CTA plus the
+ * barrier itself); and how far the producer runs ahead of the consumers. */
 static pi0_status print_trace(const unsigned long long *dev, const xstep_params &p, int grid,
                               cudaStream_t stream, pi0_error *err) {
-    const int depth = p.a.depth;
-    unsigned long long h[64 * 13 + 1];
-    size_t n = (size_t)depth * 13 + 1;
+    const int depth = p.a.depth, per_layer = 6 * TR_PER_PHASE;
+    static unsigned long long h[64 * (6 * TR_PER_PHASE + 1) + 1];
+    size_t n = (size_t)depth * (per_layer + 1) + 1;
     if (n > sizeof h / sizeof h[0]) return PI0_OK;
     CUDA_TRY(cudaStreamSynchronize(stream));
     CUDA_TRY(cudaMemcpy(h, dev, n * sizeof h[0], cudaMemcpyDeviceToHost));
     static const char *names[6] = { "qkv", "attn", "merge", "o", "gu", "down" };
-    double work[6] = { 0 }, wait[6] = { 0 }, lead = 0;
-    unsigned long long t0 = h[depth * 13], prev = t0;
+    double work[6] = { 0 }, wait[6] = { 0 }, in[6] = { 0 }, wt[6] = { 0 }, lead = 0;
+    int n_in[6] = { 0 }, n_wt[6] = { 0 };
+    unsigned long long t0 = h[(size_t)depth * (per_layer + 1)], prev = t0;
     for (int l = 0; l < depth; l++) {
-        lead += (double)(long long)(prev - h[depth * 12 + l]); /* > 0: producer ahead */
+        lead += (double)(long long)(prev - h[(size_t)depth * per_layer + l]); /* > 0: ahead */
         for (int k = 0; k < 6; k++) {
-            unsigned long long arrive = h[(l * 6 + k) * 2], leave = h[(l * 6 + k) * 2 + 1];
-            work[k] += (double)(arrive - prev) / depth;
-            wait[k] += (double)(leave - arrive) / depth;
-            prev = leave;
+            const unsigned long long *t = h + ((size_t)l * 6 + k) * TR_PER_PHASE;
+            work[k] += (double)(t[TR_ARRIVE] - prev) / depth;
+            wait[k] += (double)(t[TR_LEAVE] - t[TR_ARRIVE]) / depth;
+            if (t[TR_INPUTS]) { in[k] += (double)(t[TR_INPUTS] - prev); n_in[k]++; }
+            if (t[TR_WEIGHTS]) { wt[k] += (double)(t[TR_WEIGHTS] - prev); n_wt[k]++; }
+            prev = t[TR_LEAVE];
         }
     }
-    fprintf(stderr, "xstep trace: %d rows, grid %d, %d slots: total %.1f us;", p.R, grid,
-            p.n_slots, (prev - t0) / 1e3);
-    for (int k = 0; k < 6; k++) fprintf(stderr, " %s %.2f+%.2f", names[k], work[k] / 1e3, wait[k] / 1e3);
-    fprintf(stderr, " (us per layer, work+wait); producer lead %.1f us\n", lead / depth / 1e3);
+    fprintf(stderr, "xstep trace: %d rows, grid %d, %d slots: total %.1f us; us per layer, "
+            "phase: inputs/weights/work+wait:", p.R, grid, p.n_slots, (prev - t0) / 1e3);
+    for (int k = 0; k < 6; k++)
+        fprintf(stderr, " %s %.1f/%.1f/%.2f+%.2f", names[k], n_in[k] ? in[k] / n_in[k] / 1e3 : 0.0,
+                n_wt[k] ? wt[k] / n_wt[k] / 1e3 : 0.0, work[k] / 1e3, wait[k] / 1e3);
+    fprintf(stderr, "; producer lead %.1f us\n", lead / depth / 1e3);
     return PI0_OK;
 }
 
@@ -942,8 +972,9 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     CUDA_TRY(cudaStreamIsCapturing(stream, &capturing));
     if (tune.trace && capturing == cudaStreamCaptureStatusNone) { /* it synchronizes */
-        if (!trace_buf)
-            CUDA_TRY(cudaMalloc((void **)&trace_buf, (64 * 13 + 1) * sizeof *trace_buf));
+        size_t n = 64 * (6 * TR_PER_PHASE + 1) + 1;
+        if (!trace_buf) CUDA_TRY(cudaMalloc((void **)&trace_buf, n * sizeof *trace_buf));
+        CUDA_TRY(cudaMemsetAsync(trace_buf, 0, n * sizeof *trace_buf, stream));
         if (a->depth <= 64) p.trace = trace_buf;
     }
     CUDA_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sp.total));
