@@ -30,6 +30,8 @@ VARIANTS=(
     "grid66|PI0_XSTEP_GRID=66"
     "splitk|PI0_XSTEP_SPLITK=1"
     "relaxed_grid100|PI0_XSTEP_RELAXED=1 PI0_XSTEP_GRID=100"
+    "async|PI0_XSTEP_ASYNC=1"
+    "async_relaxed|PI0_XSTEP_ASYNC=1 PI0_XSTEP_RELAXED=1"
 )
 
 log() { echo "$*" | tee -a "$LOG"; }

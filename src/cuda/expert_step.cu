@@ -56,6 +56,8 @@ struct xstep_params {
     unsigned off_scratch, off_region, off_ring; /* byte offsets in dynamic shared memory */
     int strong;                /* full fences around the grid barrier (see tuning) */
     int split_all;             /* one-chunk phases split tiles over warps too (see tuning) */
+    int async_inputs;          /* cp.async for attention and O/DOWN inputs (see tuning) */
+    int a_double;              /* two activation chunks fit the region (double buffering) */
     unsigned long long *trace; /* PI0_XSTEP_TRACE: CTA 0's times (trace_at), NULL normally */
 };
 
@@ -120,6 +122,18 @@ __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
                      : "r"(bar), "r"(parity)
                      : "memory");
     } while (!done);
+}
+
+/* 16 bytes global -> shared without registers (L2 only, so it sees other CTAs' writes after a
+ * grid barrier); valid == false writes 16 zero bytes and reads nothing. */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.wait_all;" ::: "memory");
 }
 
 /* TMA bulk copy of `bytes` (multiple of 16) global -> shared, completing on mbarrier `bar`. */
@@ -380,6 +394,21 @@ __device__ void load_activations(const xstep_params &p, const pi0_xstep_layer &L
     }
 }
 
+/* PI0_XSTEP_ASYNC: O's or DOWN's activation chunk c into dst (MT*16 rows of W + 8; rows >= R
+ * zero) with cp.async, every copy in flight at once; the caller waits and syncs. */
+template <int MT>
+__device__ void copy_chunk_async(const xstep_params &p, int ph, int c, bf16 *dst) {
+    const pi0_xstep_args &a = p.a;
+    const bf16 *src = ph == PH_O ? a.o : a.act;
+    int W = a.W, vecs = W / 8, ld = ph == PH_O ? a.H * a.Dh : a.F;
+    for (int i = threadIdx.x; i < MT * 16 * vecs; i += CONSUMERS) {
+        int r = i / vecs, v = i % vecs;
+        bool in = r < p.R;
+        cp_async16(dst + (size_t)r * (W + 8) + v * 8,
+                   src + (in ? (size_t)r * ld + (size_t)c * W + v * 8 : 0), in);
+    }
+}
+
 /* What a tile's epilogue needs from global memory, loaded before the tile's weights are
  * waited for so that the load's latency hides behind them: the residual values a tile of O or
  * DOWN adds to, or the RoPE cos/sin of a QKV tile's q and k columns. pre[hr] for rows g, g+8. */
@@ -523,6 +552,9 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
 
     int a_chunk = -1;
     float *scratch = reinterpret_cast<float *>(smem + p.off_scratch);
+    /* PI0_XSTEP_ASYNC with room for two chunks: chunk c+1 is copied while chunk c computes */
+    const bool pipelined = p.async_inputs && p.a_double;
+    const size_t a_elems = (size_t)MT * 16 * (W + 8);
     for (int k = 0; k < n_mine; k++) {
         int j = j0 + k * G;
         float4 pre[2];
@@ -531,7 +563,18 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
         for (int m = 0; m < MT; m++)
             for (int e = 0; e < 4; e++) acc[m][e] = 0.0f;
         for (int c = 0; c < gp.n_chunks; c++, it++) {
-            if (c != a_chunk) {
+            bf16 *Ac = pipelined ? A + (c & 1) * a_elems : A;
+            if (p.async_inputs) {
+                if (c == 0 || !pipelined) {
+                    named_sync(); /* everyone is done with what the region held */
+                    copy_chunk_async<MT>(p, ph, c, Ac);
+                    cp_async_wait_all();
+                    named_sync();
+                    if (k == 0 && c == 0) stamp_phase(p.trace, l, tk, TR_INPUTS);
+                }
+                if (pipelined && c + 1 < gp.n_chunks) /* its buffer's last reader synced above */
+                    copy_chunk_async<MT>(p, ph, c + 1, A + ((c + 1) & 1) * a_elems);
+            } else if (c != a_chunk) {
                 named_sync(); /* everyone is done with what the region held */
                 load_activations<MT>(p, L, ph, c, A);
                 named_sync();
@@ -541,9 +584,14 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
             unsigned slot = it % p.n_slots;
             mbar_wait(full0 + slot * 8, (it / p.n_slots) & 1);
             if (k == 0 && c == 0) stamp_phase(p.trace, l, tk, TR_WEIGHTS);
-            mma_chunk<MT>(acc, a_base, W + 8, ring + slot * slot_bytes, W, warp, CONSUMER_WARPS);
+            mma_chunk<MT>(acc, smem_addr(Ac), W + 8, ring + slot * slot_bytes, W, warp,
+                          CONSUMER_WARPS);
             __syncwarp();
             if (lane == 0) mbar_arrive(empty0 + slot * 8);
+            if (pipelined && c + 1 < gp.n_chunks) {
+                cp_async_wait_all();
+                named_sync(); /* chunk c+1 complete for everyone; chunk c read by everyone */
+            }
         }
         /* sum the 8 warps' partial tiles; warp m finishes row tile m */
         float *sc = scratch + buf * (CONSUMER_WARPS * MT * 128);
@@ -577,6 +625,19 @@ __device__ __forceinline__ void load_q_tile(const xstep_params &p, int b, int mt
     }
 }
 
+/* PI0_XSTEP_ASYNC: the same query tile straight into the warp's shared tile Qw. */
+template <int DH>
+__device__ __forceinline__ void copy_q_tile_async(const xstep_params &p, int b, int mt, bf16 *Qw) {
+    constexpr int VECS = DH / 8;
+    int lane = threadIdx.x & 31, QR = p.QR;
+    for (int i = lane; i < 16 * VECS; i += 32) {
+        int row = i / VECS, v = i % VECS, qr = mt * 16 + row;
+        bool in = qr < QR;
+        cp_async16(Qw + row * (DH + 8) + v * 8,
+                   p.a.q + (in ? ((size_t)b * QR + qr) * DH + v * 8 : 0), in);
+    }
+}
+
 /* ATT: per (batch row b, chunk of 32 keys), each warp takes 16-row tiles of the QR query rows:
  * S = Q·K^T (q is pre-scaled), mask, chunk-local max m and sum l, O = P·V unnormalised; m, l
  * and O go to the partials. */
@@ -600,14 +661,6 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
         /* K and V rows of the chunk (keys past the end: zeros, never NaN garbage), and which
          * query tokens may see each key (bit 0: the state token, bit 1: action tokens) */
         constexpr int KV_PER_THREAD = (KEYS_PER_CHUNK * VECS + CONSUMERS - 1) / CONSUMERS;
-        uint4 kx[KV_PER_THREAD], vx[KV_PER_THREAD];
-#pragma unroll
-        for (int k = 0; k < KV_PER_THREAD; k++) {
-            int i = tid + k * CONSUMERS, row = i / VECS, v = i % VECS, key = k0 + row;
-            bool in = i < KEYS_PER_CHUNK * VECS && key < Tk;
-            kx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(kg + (size_t)key * DH) + v) : zero;
-            vx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(vg + (size_t)key * DH) + v) : zero;
-        }
         constexpr int Q_PER_LANE = 16 * VECS / 32;
         if (tid < KEYS_PER_CHUNK) {
             int key = k0 + tid, f = 0;
@@ -617,23 +670,50 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
                 f = key == P ? 3 : 2;
             key_ok[tid] = (unsigned char)f;
         }
+        if (p.async_inputs) { /* K, V and each warp's first Q tile all in flight at once */
+            for (int i = tid; i < KEYS_PER_CHUNK * VECS; i += CONSUMERS) {
+                int row = i / VECS, v = i % VECS, key = k0 + row;
+                bool in = key < Tk;
+                size_t off = in ? (size_t)key * DH + v * 8 : 0;
+                cp_async16(Ks + row * LD + v * 8, kg + off, in);
+                cp_async16(Vs + row * LD + v * 8, vg + off, in);
+            }
+            if (warp < n_mt) copy_q_tile_async<DH>(p, b, warp, Qw);
+            cp_async_wait_all();
+        } else {
+            uint4 kx[KV_PER_THREAD], vx[KV_PER_THREAD];
 #pragma unroll
-        for (int k = 0; k < KV_PER_THREAD; k++) {
-            int i = tid + k * CONSUMERS;
-            if (i < KEYS_PER_CHUNK * VECS) {
-                *reinterpret_cast<uint4 *>(Ks + (i / VECS) * LD + (i % VECS) * 8) = kx[k];
-                *reinterpret_cast<uint4 *>(Vs + (i / VECS) * LD + (i % VECS) * 8) = vx[k];
+            for (int k = 0; k < KV_PER_THREAD; k++) {
+                int i = tid + k * CONSUMERS, row = i / VECS, v = i % VECS, key = k0 + row;
+                bool in = i < KEYS_PER_CHUNK * VECS && key < Tk;
+                kx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(kg + (size_t)key * DH) + v) : zero;
+                vx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(vg + (size_t)key * DH) + v) : zero;
+            }
+#pragma unroll
+            for (int k = 0; k < KV_PER_THREAD; k++) {
+                int i = tid + k * CONSUMERS;
+                if (i < KEYS_PER_CHUNK * VECS) {
+                    *reinterpret_cast<uint4 *>(Ks + (i / VECS) * LD + (i % VECS) * 8) = kx[k];
+                    *reinterpret_cast<uint4 *>(Vs + (i / VECS) * LD + (i % VECS) * 8) = vx[k];
+                }
             }
         }
         named_sync();
         if (u == (int)blockIdx.x) stamp(tr, TR_INPUTS);
         for (int mt = warp; mt < n_mt; mt += CONSUMER_WARPS) {
-            uint4 qx[Q_PER_LANE];
-            load_q_tile<DH>(p, b, mt, qx);
+            if (p.async_inputs) {
+                if (mt != warp) {
+                    copy_q_tile_async<DH>(p, b, mt, Qw);
+                    cp_async_wait_all();
+                }
+            } else {
+                uint4 qx[Q_PER_LANE];
+                load_q_tile<DH>(p, b, mt, qx);
 #pragma unroll
-            for (int k = 0; k < Q_PER_LANE; k++) {
-                int i = lane + k * 32;
-                *reinterpret_cast<uint4 *>(Qw + (i / VECS) * LD + (i % VECS) * 8) = qx[k];
+                for (int k = 0; k < Q_PER_LANE; k++) {
+                    int i = lane + k * 32;
+                    *reinterpret_cast<uint4 *>(Qw + (i / VECS) * LD + (i % VECS) * 8) = qx[k];
+                }
             }
             __syncwarp();
             float s[4][4];
@@ -881,9 +961,11 @@ extern "C" pi0_status pi0_xstep_rope_cuda(float *rope, const int32_t *n_valid, i
  *   PI0_XSTEP_GRID=n      n CTAs instead of one per SM
  *   PI0_XSTEP_SLOTS=n     at most n ring slots
  *   PI0_XSTEP_RELAXED=1   grid barrier with release/acquire only, no full fences
- *   PI0_XSTEP_SPLITK=1    QKV and GU split each tile over the warps too (not a tile per warp) */
+ *   PI0_XSTEP_SPLITK=1    QKV and GU split each tile over the warps too (not a tile per warp)
+ *   PI0_XSTEP_ASYNC=1     attention's K/V/Q and O's and DOWN's activation chunks by cp.async, all
+ *                         in flight at once, the next chunk copied while one computes */
 struct tuning {
-    int trace, grid, slots, relaxed, split_all;
+    int trace, grid, slots, relaxed, split_all, async_inputs;
 };
 
 static int env_int(const char *name) {
@@ -900,6 +982,7 @@ static const tuning &tuning_from_env() {
         t.slots = env_int("PI0_XSTEP_SLOTS");
         t.relaxed = env_int("PI0_XSTEP_RELAXED");
         t.split_all = env_int("PI0_XSTEP_SPLITK");
+        t.async_inputs = env_int("PI0_XSTEP_ASYNC");
         done = 1;
     }
     return t;
@@ -967,6 +1050,8 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     p.off_ring = sp.off_ring;
     p.strong = !tune.relaxed;
     p.split_all = tune.split_all;
+    p.async_inputs = tune.async_inputs;
+    p.a_double = 2u * MT * 16 * (a->W + 8) * 2 <= sp.off_ring - sp.off_region;
     int grid = tune.grid > 0 && tune.grid < n_sm ? tune.grid : n_sm;
     static unsigned long long *trace_buf; /* a development aid: allocated once, kept */
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
