@@ -58,6 +58,9 @@ for v in "${VARIANTS[@]}"; do
             --json "$OUT/headline_default_noskip.json" >>"$LOG" 2>&1
         timeout 90 "$PI0" bench --backend cuda --skip-masked --no-fused-expert \
             --json "$OUT/headline_layer_by_layer.json" >>"$LOG" 2>&1
+        # diffusion (staged) minus 10 traced steps = the per-step glue outside the kernel
+        timeout 90 "$PI0" bench --backend cuda --skip-masked --breakdown 2>&1 |
+            grep -E "^\| (vision|LLM prefill|diffusion)" | tee -a "$LOG"
     fi
 done
 
