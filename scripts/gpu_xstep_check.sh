@@ -3,7 +3,8 @@
 # (src/cuda/expert_step.cu lists the switches). Builds for sm_90a only (PI0_CUDA_ARCHS to
 # change), checks the numerics of every variant (test_cuda_model golden; full size for the
 # default), then for each variant prints CTA 0's per-phase trace of one step and times batch 1
-# with the masked camera skipped (the default variant also without the skip).
+# with the masked camera skipped (the default variant also without the skip, its stage breakdown
+# and the layer-by-layer path).
 # Writes $OUT/xstep.log and headline_<variant>.json. Needs the .deps folder gpu_build.sh needs.
 # Run gpu_check.sh for the full tables; this is for choosing the defaults.
 set -uo pipefail
