@@ -43,6 +43,7 @@ constexpr int THREADS = CONSUMERS + 32;   /* + one producer warp */
 constexpr int KEYS_PER_CHUNK = 32;
 constexpr int MAX_SLOTS = CONSUMER_WARPS; /* see gemm_phase_run: one-chunk tiles go slot by warp */
 constexpr int MAX_ROWS = 64;              /* MT <= 4 */
+constexpr int LOOP_MAX_ROWS = 16;         /* B*A action rows PI0_XSTEP_LOOP takes */
 
 enum { PH_QKV, PH_O, PH_GU, PH_DOWN, N_GEMM_PHASES };
 
@@ -186,6 +187,7 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
     unsigned ring = smem_addr(smem + p.off_ring), row_bytes = a.W * 2,
              row_stride = (a.W + 8) * 2, slot_bytes = 8 * row_stride;
     unsigned it = 0;
+    for (int step = 0; step < (a.loop.n_steps > 0 ? a.loop.n_steps : 1); step++)
     for (int l = 0; l < a.depth; l++) {
         pi0_xstep_layer L = a.layers[l];
         if (p.trace && blockIdx.x == 0) p.trace[(size_t)a.depth * 6 * TR_PER_PHASE + l] = now_ns();
@@ -741,30 +743,120 @@ __device__ void merge_phase(const xstep_params &p) {
     }
 }
 
+/* ---- the denoising loop's own work (PI0_XSTEP_LOOP) ----------------------------------- */
+
+
+/* out[r, c] = act(sum_k x[r, k] w[c, k] + bias[c]) for the B*A action rows r and this CTA's
+ * columns c (every gridDim.x-th), fp32 throughout as in the layer-by-layer glue. Row r of x is
+ * x0[r, 0..K0) followed by the broadcast row x1[0..K1); the rows are staged in shared memory
+ * with cp.async. A warp takes a column, its lanes split k. to_ys: write bf16 into ys rows
+ * 1..A of each batch row, and the state token into row 0, instead of fp32 into out. */
+__device__ void loop_linear(const xstep_params &p, unsigned char *smem, const float *x0, int ld0,
+                            int K0, const float *x1, int K1, const float *w, const float *bias,
+                            int swish, float *out, bool to_ys) {
+    const pi0_xstep_args &a = p.a;
+    const pi0_xstep_loop &lp = a.loop;
+    int BA = a.B * lp.A, K = K0 + K1, W = a.W, G = gridDim.x;
+    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    float *xs = reinterpret_cast<float *>(smem + p.off_region); /* [BA][K] */
+    named_sync(); /* the previous phase is done with the region */
+    for (int i = tid; i < BA * K / 4; i += CONSUMERS) {
+        int r = i / (K / 4), k = (i % (K / 4)) * 4;
+        cp_async16(xs + (size_t)r * K + k, k < K0 ? x0 + (size_t)r * ld0 + k : x1 + (k - K0), true);
+    }
+    cp_async_wait_all();
+    named_sync();
+    for (int c = blockIdx.x + warp * G; c < W; c += CONSUMER_WARPS * G) {
+        float acc[LOOP_MAX_ROWS];
+        for (int r = 0; r < LOOP_MAX_ROWS; r++) acc[r] = 0.0f;
+        const float4 *wr = reinterpret_cast<const float4 *>(w + (size_t)c * K);
+        for (int k4 = lane; k4 < K / 4; k4 += 32 * BATCH) {
+            float4 wv[BATCH];
+#pragma unroll
+            for (int u = 0; u < BATCH; u++)
+                wv[u] = k4 + 32 * u < K / 4 ? __ldg(wr + k4 + 32 * u) : make_float4(0, 0, 0, 0);
+#pragma unroll
+            for (int u = 0; u < BATCH; u++) {
+                int k = (k4 + 32 * u) * 4;
+                if (k >= K) break;
+#pragma unroll
+                for (int r = 0; r < LOOP_MAX_ROWS; r++) {
+                    if (r >= BA) break;
+                    float4 xv = *reinterpret_cast<const float4 *>(xs + (size_t)r * K + k);
+                    acc[r] += xv.x * wv[u].x + xv.y * wv[u].y + xv.z * wv[u].z + xv.w * wv[u].w;
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < LOOP_MAX_ROWS; r++)
+            for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+        if (lane == 0) {
+            float bc = __ldg(bias + c);
+            for (int r = 0; r < BA; r++) {
+                float v = acc[r] + bc;
+                if (swish) v = v / (1.0f + expf(-v));
+                if (to_ys) {
+                    int b = r / lp.A, t = r % lp.A;
+                    a.ys[((size_t)b * a.S + 1 + t) * W + c] = __float2bfloat16(v);
+                } else {
+                    out[(size_t)r * W + c] = v;
+                }
+            }
+            if (to_ys)
+                for (int b = 0; b < a.B; b++)
+                    a.ys[(size_t)b * a.S * W + c] = __float2bfloat16(__ldg(lp.stok + (size_t)b * W + c));
+        }
+    }
+}
+
+/* After the last layer: per action row, the final RMSNorm (fp32 out), v = h · aout^T + b, and
+ * the Euler update x_t += dt v (v_first on step 0). One CTA per row. */
+__device__ void loop_finish(const xstep_params &p, unsigned char *smem, int step) {
+    const pi0_xstep_args &a = p.a;
+    const pi0_xstep_loop &lp = a.loop;
+    int W = a.W, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    float *h = reinterpret_cast<float *>(smem + p.off_region); /* [W], then 8 warp sums */
+    float *sums = h + W;
+    for (int item = blockIdx.x; item < a.B * lp.A; item += gridDim.x) {
+        int b = item / lp.A, t = item % lp.A;
+        const bf16 *y = a.ys + ((size_t)b * a.S + 1 + t) * W;
+        named_sync(); /* the region is free */
+        float ss = 0.0f;
+        for (int i = tid; i < W; i += CONSUMERS) {
+            float x = __bfloat162float(__ldcg(y + i));
+            h[i] = x;
+            ss += x * x;
+        }
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0) sums[warp] = ss;
+        named_sync();
+        float total = 0.0f;
+        for (int w = 0; w < CONSUMER_WARPS; w++) total += sums[w];
+        float inv_rms = rsqrtf(total / W + a.eps);
+        for (int i = tid; i < W; i += CONSUMERS) h[i] = h[i] * inv_rms * (1.0f + __ldg(lp.out_norm + i));
+        named_sync();
+        for (int j = warp; j < lp.Da; j += CONSUMER_WARPS) {
+            const float *wr = lp.aout_w + (size_t)j * W;
+            float acc = 0.0f;
+            for (int i = lane; i < W; i += 32) acc += h[i] * __ldg(wr + i);
+            for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+            if (lane == 0) {
+                float v = acc + __ldg(lp.aout_b + j);
+                size_t idx = ((size_t)b * lp.A + t) * lp.Da + j;
+                if (step == 0) lp.v_first[idx] = v;
+                lp.xt[idx] += lp.dt * v;
+            }
+        }
+    }
+}
+
 #endif /* XSTEP_HOPPER */
 
-template <int MT, int DH>
-__global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_params p) {
 #ifdef XSTEP_HOPPER
-    extern __shared__ __align__(128) unsigned char smem[];
-    unsigned full0 = smem_addr(smem), empty0 = full0 + MAX_SLOTS * 8;
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < p.n_slots; s++) {
-            mbar_init(full0 + s * 8, 1);
-            mbar_init(empty0 + s * 8, CONSUMER_WARPS);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
-    __syncthreads();
-    if (threadIdx.x >= CONSUMERS) {
-        if (threadIdx.x == CONSUMERS) producer(p, smem);
-        return;
-    }
+/* The consumers' walk over every layer of one step; ends with a grid barrier. */
+template <int MT, int DH>
+__device__ void expert_layers(const xstep_params &p, unsigned char *smem, unsigned &it, int &buf) {
     const pi0_xstep_args &a = p.a;
-    unsigned it = 0;
-    int buf = 0;
-    if (p.trace && blockIdx.x == 0 && threadIdx.x == 0)
-        p.trace[(size_t)a.depth * (6 * TR_PER_PHASE + 1)] = now_ns();
 #define SYNC_(k) grid_sync(a.barrier, trace_at(p.trace, l, k), p.strong)
     for (int l = 0; l < a.depth; l++) {
         pi0_xstep_layer L = a.layers[l];
@@ -782,6 +874,52 @@ __global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_par
         SYNC_(5); /* the last one also times the end */
     }
 #undef SYNC_
+}
+#endif
+
+/* LOOP: the PI0_XSTEP_LOOP variant (its own instantiations, so that its registers do not
+ * weigh on the default kernel's). */
+template <int MT, int DH, bool LOOP>
+__global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_params p) {
+#ifdef XSTEP_HOPPER
+    extern __shared__ __align__(128) unsigned char smem[];
+    unsigned full0 = smem_addr(smem), empty0 = full0 + MAX_SLOTS * 8;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < p.n_slots; s++) {
+            mbar_init(full0 + s * 8, 1);
+            mbar_init(empty0 + s * 8, CONSUMER_WARPS);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (threadIdx.x >= CONSUMERS) {
+        if (threadIdx.x == CONSUMERS) producer(p, smem);
+        return;
+    }
+    const pi0_xstep_args &a = p.a;
+    const pi0_xstep_loop &lp = a.loop;
+    unsigned it = 0;
+    int buf = 0;
+    if (p.trace && blockIdx.x == 0 && threadIdx.x == 0)
+        p.trace[(size_t)a.depth * (6 * TR_PER_PHASE + 1)] = now_ns();
+    if constexpr (!LOOP) {
+        expert_layers<MT, DH>(p, smem, it, buf);
+        return;
+    } else {
+        for (int step = 0; step < lp.n_steps; step++) {
+            /* the suffix embedding of x_t at this step's time */
+            loop_linear(p, smem, lp.xt, lp.Da, lp.Da, NULL, 0, lp.ain_w, lp.ain_b, 0, lp.sa, false);
+            grid_sync(a.barrier, NULL, p.strong);
+            loop_linear(p, smem, lp.sa, a.W, a.W, lp.temb + (size_t)step * a.W, a.W, lp.tin_w,
+                        lp.tin_b, 1, lp.smid, false);
+            grid_sync(a.barrier, NULL, p.strong);
+            loop_linear(p, smem, lp.smid, a.W, a.W, NULL, 0, lp.tout_w, lp.tout_b, 0, NULL, true);
+            grid_sync(a.barrier, NULL, p.strong);
+            expert_layers<MT, DH>(p, smem, it, buf);
+            loop_finish(p, smem, step);
+            if (step + 1 < lp.n_steps) grid_sync(a.barrier, NULL, p.strong);
+        }
+    }
 #else
     __trap(); /* built without sm_90 code: pi0_xstep_supported said no, never launched */
 #endif
@@ -803,9 +941,17 @@ __global__ void rope_table_kernel(float *rope, const int32_t *n_valid, int S, in
 typedef void (*kernel_fn)(const xstep_params);
 
 static kernel_fn kernel_for(int MT, int DH) {
-#define K_(mt, dh) if (MT == mt && DH == dh) return expert_step_kernel<mt, dh>
+#define K_(mt, dh) if (MT == mt && DH == dh) return expert_step_kernel<mt, dh, false>
     K_(1, 256); K_(2, 256); K_(3, 256); K_(4, 256);
     K_(1, 16); K_(2, 16); K_(3, 16); K_(4, 16);
+#undef K_
+    return NULL;
+}
+
+/* The whole-loop variant exists for the row-tile counts B*A <= LOOP_MAX_ROWS can give. */
+static kernel_fn loop_kernel_for(int MT, int DH) {
+#define K_(mt, dh) if (MT == mt && DH == dh) return expert_step_kernel<mt, dh, true>
+    K_(1, 256); K_(2, 256); K_(1, 16); K_(2, 16);
 #undef K_
     return NULL;
 }
@@ -857,9 +1003,11 @@ extern "C" pi0_status pi0_xstep_rope_cuda(float *rope, const int32_t *n_valid, i
  *   PI0_XSTEP_RELAXED=1   grid barrier with release/acquire only, no full fences
  *   PI0_XSTEP_SPLITK=1    QKV and GU split each tile over the warps too (not a tile per warp)
  *   PI0_XSTEP_ASYNC=1     attention's K/V/Q and O's and DOWN's activation chunks by cp.async, all
- *                         in flight at once, the next chunk copied while one computes */
+ *                         in flight at once, the next chunk copied while one computes
+ *   PI0_XSTEP_LOOP=1      the whole denoising loop in one launch, its glue (suffix embedding,
+ *                         final norm, action projection, Euler update) as phases of the kernel */
 struct tuning {
-    int trace, grid, slots, relaxed, split_all, async_inputs;
+    int trace, grid, slots, relaxed, split_all, async_inputs, loop;
 };
 
 static int env_int(const char *name) {
@@ -877,6 +1025,7 @@ static const tuning &tuning_from_env() {
         t.relaxed = env_int("PI0_XSTEP_RELAXED");
         t.split_all = env_int("PI0_XSTEP_SPLITK");
         t.async_inputs = env_int("PI0_XSTEP_ASYNC");
+        t.loop = env_int("PI0_XSTEP_LOOP");
         done = 1;
     }
     return t;
@@ -918,6 +1067,17 @@ static pi0_status print_trace(const unsigned long long *dev, const xstep_params 
     return PI0_OK;
 }
 
+extern "C" int pi0_xstep_loop_wanted(int device, int B, int A, int W, int Dh, int Da) {
+    int MT = (B * (A + 1) + 15) / 16;
+    if (!tuning_from_env().loop || B * A > LOOP_MAX_ROWS || W % 4 || Da % 4 ||
+        !loop_kernel_for(MT, Dh))
+        return 0;
+    smem_plan sp = plan_smem(MT, Dh, W, max_smem(device));
+    /* loop_linear stages B*A rows of 2W floats; loop_finish W + 8 floats */
+    return (size_t)B * A * 2 * W * sizeof(float) <= sp.off_ring - sp.off_region &&
+           (size_t)(W + 8) * sizeof(float) <= sp.off_ring - sp.off_region;
+}
+
 extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream,
                                     pi0_error *err) {
     const tuning &tune = tuning_from_env();
@@ -925,7 +1085,7 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     CUDA_TRY(cudaGetDevice(&device));
     CUDA_TRY(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device));
     int R = a->B * a->S, MT = (R + 15) / 16;
-    kernel_fn k = kernel_for(MT, a->Dh);
+    kernel_fn k = a->loop.n_steps > 0 ? loop_kernel_for(MT, a->Dh) : kernel_for(MT, a->Dh);
     smem_plan sp = plan_smem(MT, a->Dh, a->W, max_smem(device));
     if (!k || R > MAX_ROWS || sp.n_slots < 2)
         return pi0_fail(err, PI0_ERR_UNSUPPORTED,
