@@ -42,7 +42,6 @@ constexpr int CONSUMERS = CONSUMER_WARPS * 32;
 constexpr int THREADS = CONSUMERS + 32;   /* + one producer warp */
 constexpr int KEYS_PER_CHUNK = 32;
 constexpr int MAX_SLOTS = CONSUMER_WARPS; /* see gemm_phase_run: one-chunk tiles go slot by warp */
-constexpr int MAX_ROWS = 64;              /* MT <= 4 */
 constexpr int LOOP_MAX_ROWS = 16;         /* B*A action rows PI0_XSTEP_LOOP takes */
 
 enum { PH_QKV, PH_O, PH_GU, PH_DOWN, N_GEMM_PHASES };
@@ -164,12 +163,13 @@ __device__ __forceinline__ int weight_row(const pi0_xstep_args &a, int ph, int j
     return j * 8 + n;
 }
 
-/* This CTA's first tile of phase ph of layer l (then every gridDim.x-th). */
-__device__ __forceinline__ int first_tile(const pi0_xstep_args &a, const pi0_xstep_layer &L, int l,
-                                          int ph) {
+/* This CTA's first tile of phase ph of layer l (then every gridDim.x-th). Tile counts are the
+ * same in every layer, so the rotation only needs the phase's index and the layer's. */
+__device__ __forceinline__ int first_tile(const pi0_xstep_args &a, int l, int ph) {
+    const pi0_xstep_layer none = {};
     long long before = 0, per_layer = 0;
     for (int i = 0; i < N_GEMM_PHASES; i++) {
-        int n = phase_of(a, L, i).n_tiles;
+        int n = phase_of(a, none, i).n_tiles;
         if (i < ph) before += n;
         per_layer += n;
     }
@@ -193,7 +193,7 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
         if (p.trace && blockIdx.x == 0) p.trace[(size_t)a.depth * 6 * TR_PER_PHASE + l] = now_ns();
         for (int ph = 0; ph < N_GEMM_PHASES; ph++) {
             gemm_phase g = phase_of(a, L, ph);
-            for (int j = first_tile(a, L, l, ph); j < g.n_tiles; j += gridDim.x)
+            for (int j = first_tile(a, l, ph); j < g.n_tiles; j += gridDim.x)
                 for (int c = 0; c < g.n_chunks; c++, it++) {
                     unsigned slot = it % p.n_slots, round = it / p.n_slots;
                     if (round > 0) mbar_wait(empty0 + slot * 8, (round - 1) & 1);
@@ -413,7 +413,7 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
     const pi0_xstep_args &a = p.a;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, W = a.W, G = gridDim.x;
     gemm_phase gp = phase_of(a, L, ph);
-    int j0 = first_tile(a, L, l, ph);
+    int j0 = first_tile(a, l, ph);
     int n_mine = j0 < gp.n_tiles ? (gp.n_tiles - j0 + G - 1) / G : 0;
     if (n_mine == 0) return;
     bf16 *A = reinterpret_cast<bf16 *>(smem + p.off_region);
@@ -969,7 +969,7 @@ extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int 
     int major = 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
         return 0;
-    if (major < 9 || rows < 1 || rows > MAX_ROWS || W < 32 || W % 32 || F % W || F % 4 ||
+    if (major < 9 || rows < 1 || rows > PI0_XSTEP_MAX_ROWS || W < 32 || W % 32 || F % W || F % 4 ||
         (H * Dh) % W || (H * Dh) < W)
         return 0;
     int MT = (rows + 15) / 16;
@@ -981,9 +981,9 @@ extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int 
     return plan_smem(MT, Dh, W, max_smem(device)).n_slots >= 2;
 }
 
-extern "C" size_t pi0_xstep_part_floats(int B, int S, int P, int H, int Dh) {
-    size_t n_chunks = (size_t)(P + S + KEYS_PER_CHUNK - 1) / KEYS_PER_CHUNK;
-    return (size_t)B * n_chunks * S * H * (Dh + 2);
+extern "C" size_t pi0_xstep_part_floats(int rows, int keys, int H, int Dh) {
+    size_t n_chunks = (size_t)(keys + KEYS_PER_CHUNK - 1) / KEYS_PER_CHUNK;
+    return (size_t)rows * n_chunks * H * (Dh + 2);
 }
 
 extern "C" pi0_status pi0_xstep_rope_cuda(float *rope, const int32_t *n_valid, int B, int S,
@@ -1087,7 +1087,7 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     int R = a->B * a->S, MT = (R + 15) / 16;
     kernel_fn k = a->loop.n_steps > 0 ? loop_kernel_for(MT, a->Dh) : kernel_for(MT, a->Dh);
     smem_plan sp = plan_smem(MT, a->Dh, a->W, max_smem(device));
-    if (!k || R > MAX_ROWS || sp.n_slots < 2)
+    if (!k || R > PI0_XSTEP_MAX_ROWS || sp.n_slots < 2)
         return pi0_fail(err, PI0_ERR_UNSUPPORTED,
                         "fused expert step: %d rows, head dim %d, width %d not supported", R,
                         a->Dh, a->W);

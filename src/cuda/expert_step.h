@@ -16,6 +16,8 @@
 extern "C" {
 #endif
 
+enum { PI0_XSTEP_MAX_ROWS = 64 }; /* suffix rows (B * S) the fused step takes */
+
 typedef struct {
     const bf16 *wqkv;       /* [(H+2)*Dh, W]: q rows, then k, then v */
     const bf16 *wo;         /* [W, H*Dh] */
@@ -64,7 +66,7 @@ typedef struct {
 } pi0_xstep_args;
 
 /* 1 when this device and these shapes can take the fused step (compute capability 9.0+, at
- * most 64 suffix rows, head dim 16 or 256, widths that tile); 0 means use the layer-by-layer
+ * most PI0_XSTEP_MAX_ROWS suffix rows, head dim 16 or 256, widths that tile); 0 means use the layer-by-layer
  * path. Never fails: a CUDA error while asking also answers 0. */
 int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows);
 
@@ -72,8 +74,9 @@ int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows);
  * then one launch with loop.n_steps set runs the whole denoising loop. */
 int pi0_xstep_loop_wanted(int device, int B, int A, int W, int Dh, int Da);
 
-/* Floats of scratch `part` needs for B batch rows of S suffix tokens over P prefix rows. */
-size_t pi0_xstep_part_floats(int B, int S, int P, int H, int Dh);
+/* Floats of scratch `part` needs for `rows` = B*S suffix rows whose attention sees at most
+ * `keys` = P + S keys. */
+size_t pi0_xstep_part_floats(int rows, int keys, int H, int Dh);
 
 /* rope[r, i] = (cos, sin) of the RoPE angle i of suffix row r (b = r / S at position
  * n_valid[b] + r % S): the same for every layer and step, so made once per inference. */

@@ -27,7 +27,6 @@ enum {
     MAX_CAMS = 3,        /* openpi's camera count: activation buffers are sized for it */
     MAX_STEPS = 128,     /* time-embedding table rows */
     MAX_GRAPHS = 8,      /* cached graph executables (one per input shape) */
-    XSTEP_MAX_ROWS = 64, /* suffix rows (B * (1 + A)) the fused expert step takes */
     WORKSPACE_BYTES = 64 << 20,
     STAGING_BYTES = 64 << 20,
 };
@@ -325,9 +324,8 @@ static int act_specs(cuda_state *st, const pi0_dims *d, buf_spec *s) {
     S_(st->sa, Bm * Am * De * f); S_(st->scat, Bm * Am * 2 * De * f);
     S_(st->smid, Bm * Am * De * f); S_(st->sact, Bm * Am * De * f);
     {
-        size_t rows = max_sz(1, Bm * Sm < XSTEP_MAX_ROWS ? Bm * Sm : XSTEP_MAX_ROWS);
-        size_t chunks = (Pm + Sm + 31) / 32; /* bound of pi0_xstep_part_floats over B*S <= rows */
-        S_(st->xpart, rows * chunks * H * (Dh + 2) * f);
+        size_t rows = max_sz(1, Bm * Sm < PI0_XSTEP_MAX_ROWS ? Bm * Sm : PI0_XSTEP_MAX_ROWS);
+        S_(st->xpart, pi0_xstep_part_floats((int)rows, (int)(Pm + Sm), (int)H, (int)Dh) * f);
         S_(st->xrope, rows * Dh * f);
         S_(st->xbarrier, 256);
     }
@@ -588,11 +586,21 @@ static pi0_status expert_step_fused(cuda_state *st, const pi0_dims *d, int whole
     return pi0_xstep_run(&a, st->stream, err);
 }
 
+/* A cooperative launch is refused before anything runs when its CTAs cannot all be resident
+ * (another program holds SMs, a partitioned GPU): this and every later call take the
+ * layer-by-layer path. A broken context fails there too, with its own message. Returns the
+ * new value of `fused`, 0. */
+static int xstep_refused(cuda_state *st) {
+    cudaGetLastError();
+    memset(st->xstep_ok, 0, sizeof st->xstep_ok);
+    return 0;
+}
+
 static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *err) {
     cudaStream_t s = st->stream;
     int B = st->cur.B, A = st->cur.A, S = A + 1, Da = d->action_dim, De = d->expert.width;
     int BA = B * A, rows = B * S;
-    int fused = (st->flags & PI0_OPT_FUSED_EXPERT) && rows <= XSTEP_MAX_ROWS &&
+    int fused = (st->flags & PI0_OPT_FUSED_EXPERT) && rows <= PI0_XSTEP_MAX_ROWS &&
                 st->xstep_ok[(rows + 15) / 16];
     CUDA_TRY(cudaMemcpyAsync(st->xt, st->noise, (size_t)BA * Da * sizeof(float),
                              cudaMemcpyDeviceToDevice, s));
@@ -605,9 +613,7 @@ static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *
     if (fused && st->cur.n > 0 &&
         pi0_xstep_loop_wanted(st->dev, B, A, De, d->expert.head_dim, Da)) {
         if (expert_step_fused(st, d, 1, err) == PI0_OK) return PI0_OK;
-        cudaGetLastError(); /* refused before it ran (see below): the loop here instead */
-        memset(st->xstep_ok, 0, sizeof st->xstep_ok);
-        fused = 0;
+        fused = xstep_refused(st);
     }
     for (int k = 0; k < st->cur.n; k++) {
         /* suffix embedding in fp32 (PI0_SPEC 2.7): [action_in(x_t), temb(t_k)] -> MLP */
@@ -620,15 +626,7 @@ static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *
         PI0_STATUS_TRY(mm32(st, st->sact, st->smid, De, st->tout_w, BA, De, De, err));
         PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->sact, st->tout_b, BA, De, 0, s, err));
         PI0_STATUS_TRY(pi0_suffix_assemble_cuda(st->ys, st->stok, st->sact, B, A, De, s, err));
-        if (fused && expert_step_fused(st, d, 0, err) != PI0_OK) {
-            /* A cooperative launch is refused before anything runs when its CTAs cannot all be
-             * resident (another program holds SMs, a partitioned GPU): this and every later
-             * call take the layer-by-layer path. A broken context fails there too, with its
-             * own message. */
-            cudaGetLastError();
-            memset(st->xstep_ok, 0, sizeof st->xstep_ok);
-            fused = 0;
-        }
+        if (fused && expert_step_fused(st, d, 0, err) != PI0_OK) fused = xstep_refused(st);
         if (!fused)
             for (int l = 0; l < d->expert.depth; l++)
                 PI0_STATUS_TRY(gemma_block(st, &st->exp[l], &d->expert, l, st->ys, S, 1, 0, err));
@@ -718,7 +716,7 @@ static pi0_status xstep_setup(cuda_state *st, const pi0_dims *d, pi0_error *err)
     if (ce == cudaSuccess) ce = cudaMemcpy(st->xlayers, host, bytes, cudaMemcpyHostToDevice);
     free(host);
     CUDA_TRY(ce);
-    int max_rows = st->Bm * st->Sm < XSTEP_MAX_ROWS ? st->Bm * st->Sm : XSTEP_MAX_ROWS;
+    int max_rows = st->Bm * st->Sm < PI0_XSTEP_MAX_ROWS ? st->Bm * st->Sm : PI0_XSTEP_MAX_ROWS;
     for (int mt = 1; mt <= 4; mt++)
         st->xstep_ok[mt] = (mt - 1) * 16 < max_rows &&
                            pi0_xstep_supported(st->dev, e->width, e->mlp_dim, e->num_heads,
