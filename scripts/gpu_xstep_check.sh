@@ -5,7 +5,8 @@
 # default), then for each variant prints CTA 0's per-phase trace of one step and times batch 1
 # with the masked camera skipped (the default variant also without the skip, its stage breakdown
 # and the layer-by-layer path).
-# Writes $OUT/xstep.log and headline_<variant>.json. Needs the .deps folder gpu_build.sh needs.
+# Writes $OUT/xstep.log and build.log (the runs' JSON goes to $JSON_DIR, a temporary folder by
+# default). Needs the .deps folder gpu_build.sh needs.
 # Run gpu_check.sh for the full tables; this is for choosing the defaults.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -14,6 +15,8 @@ BUILD_DIR=${BUILD_DIR:-build-gpu}
 mkdir -p "$OUT"
 LOG=$OUT/xstep.log
 : >"$LOG"
+# the per-run JSON stays here: only a few files may come back from $OUT, the log summarizes them
+JSON_DIR=${JSON_DIR:-$(mktemp -d)}
 export PI0_CUDA_ARCHS=${PI0_CUDA_ARCHS:-90a}
 # shellcheck source=scripts/gpu_build.sh
 if ! source scripts/gpu_build.sh >"$OUT/build.log" 2>&1; then
@@ -23,21 +26,24 @@ fi
 set +e
 PI0=$BUILD_DIR/pi0
 
+# Most promising first: a run cut off at its time limit still returns what it logged.
 # name|environment (space-separated assignments; "-" for none)|numerics check (test_cuda_model
 # mode: the whole-loop variant needs `full`, whose batch-1 case is the only one with B*A <= 16)
 VARIANTS=(
     "default|-|-"
-    "relaxed|PI0_XSTEP_RELAXED=1|golden"
-    "grid100|PI0_XSTEP_GRID=100|golden"
-    "grid66|PI0_XSTEP_GRID=66|golden"
-    "splitk|PI0_XSTEP_SPLITK=1|golden"
-    "relaxed_grid100|PI0_XSTEP_RELAXED=1 PI0_XSTEP_GRID=100|golden"
     "async|PI0_XSTEP_ASYNC=1|golden"
-    "async_relaxed|PI0_XSTEP_ASYNC=1 PI0_XSTEP_RELAXED=1|golden"
     "loop|PI0_XSTEP_LOOP=1|full"
+    "relaxed|PI0_XSTEP_RELAXED=1|golden"
+    "async_relaxed|PI0_XSTEP_ASYNC=1 PI0_XSTEP_RELAXED=1|golden"
+    "grid100|PI0_XSTEP_GRID=100|golden"
+    "splitk|PI0_XSTEP_SPLITK=1|golden"
+    "grid66|PI0_XSTEP_GRID=66|golden"
+    "relaxed_grid100|PI0_XSTEP_RELAXED=1 PI0_XSTEP_GRID=100|golden"
 )
 
-log() { echo "$*" | tee -a "$LOG"; }
+# seconds since the start, so a run cut short still says what each part cost
+T0=$(date +%s)
+log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
 
 log "== numerics, default variant (golden and full size)"
 timeout 240 "$BUILD_DIR/test_cuda_model" 2>&1 | grep -E "^FAIL|failure" | tee -a "$LOG"
@@ -54,12 +60,12 @@ for v in "${VARIANTS[@]}"; do
     env "${E[@]}" PI0_XSTEP_TRACE=1 timeout 60 "$PI0" bench --backend cuda --skip-masked --no-graph \
         --warmup 2 --iters 1 2>&1 | grep "xstep trace" | tail -1 | tee -a "$LOG"
     env "${E[@]}" timeout 90 "$PI0" bench --backend cuda --skip-masked \
-        --json "$OUT/headline_$name.json" >>"$LOG" 2>&1
+        --json "$JSON_DIR/headline_$name.json" >>"$LOG" 2>&1
     if [ "$name" = default ]; then
         env "${E[@]}" timeout 90 "$PI0" bench --backend cuda --no-skip-masked \
-            --json "$OUT/headline_default_noskip.json" >>"$LOG" 2>&1
+            --json "$JSON_DIR/headline_default_noskip.json" >>"$LOG" 2>&1
         timeout 90 "$PI0" bench --backend cuda --skip-masked --no-fused-expert \
-            --json "$OUT/headline_layer_by_layer.json" >>"$LOG" 2>&1
+            --json "$JSON_DIR/headline_layer_by_layer.json" >>"$LOG" 2>&1
         # diffusion (staged) minus 10 traced steps = the per-step glue outside the kernel
         timeout 90 "$PI0" bench --backend cuda --skip-masked --breakdown 2>&1 |
             grep -E "^\| (vision|LLM prefill|diffusion)" | tee -a "$LOG"
@@ -67,7 +73,7 @@ for v in "${VARIANTS[@]}"; do
 done
 
 log "== summary (batch 1 p50 ms)"
-python3 - "$OUT" <<'EOF' | tee -a "$LOG"
+python3 - "$JSON_DIR" <<'EOF' | tee -a "$LOG"
 import glob, json, os, sys
 for f in sorted(glob.glob(os.path.join(sys.argv[1], "headline_*.json"))):
     try:
