@@ -91,7 +91,7 @@ step "bench breakdown" 60 "$PI0" bench --backend cuda --no-skip-masked --breakdo
     --json "$OUT/breakdown.json"
 step "bench sweep" 120 "$PI0" bench --backend cuda --sweep 1,2,4,8,16,32,64 --warmup 3 \
     --iters 20 "${BENCH_ARGS[@]}" --json "$OUT/sweep.json"
-step "bench ladder" 150 "$PI0" bench --backend cuda --ladder --iters 50 "${BENCH_ARGS[@]}" \
+step "bench ladder" 180 "$PI0" bench --backend cuda --ladder --iters 50 "${BENCH_ARGS[@]}" \
     --json "$OUT/ladder.json"
 
 # Summary: step statuses, then the headline numbers read back from the JSON files.

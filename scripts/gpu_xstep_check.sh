@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# gpu_xstep_check.sh - the persistent expert step's tuning experiments in one GPU call
-# (src/cuda/expert_step.cu lists the switches). Builds for sm_90a only (PI0_CUDA_ARCHS to
-# change), checks the numerics of every variant (test_cuda_model golden; full size for the
-# default), then for each variant prints CTA 0's per-phase trace of one step and times batch 1
-# with the masked camera skipped (the default variant also without the skip, its stage breakdown
-# and the layer-by-layer path).
+# gpu_xstep_check.sh - a quick GPU call for work on the persistent expert step
+# (src/cuda/expert_step.cu): builds for sm_90a only (PI0_CUDA_ARCHS to change), runs
+# test_cuda_model (golden cases and full size against the CPU fp32 path), prints CTA 0's
+# per-phase trace of one step (PI0_XSTEP_TRACE=1), and times batch 1 with the whole loop in
+# the kernel (the default), with a launch per step, and layer by layer, plus the default without
+# the masked-camera skip and its stage breakdown. About five minutes.
 # Writes $OUT/xstep.log and build.log (the runs' JSON goes to $JSON_DIR, a temporary folder by
 # default). Needs the .deps folder gpu_build.sh needs.
-# Run gpu_check.sh for the full tables; this is for choosing the defaults.
+# Run gpu_check.sh for the full tables.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-./out}
@@ -26,51 +26,34 @@ fi
 set +e
 PI0=$BUILD_DIR/pi0
 
-# Most promising first: a run cut off at its time limit still returns what it logged.
-# name|environment (space-separated assignments; "-" for none)|numerics check (test_cuda_model
-# mode: the whole-loop variant needs `full`, whose batch-1 case is the only one with B*A <= 16)
-VARIANTS=(
-    "default|-|-"
-    "async|PI0_XSTEP_ASYNC=1|golden"
-    "loop|PI0_XSTEP_LOOP=1|full"
-    "relaxed|PI0_XSTEP_RELAXED=1|golden"
-    "async_relaxed|PI0_XSTEP_ASYNC=1 PI0_XSTEP_RELAXED=1|golden"
-    "grid100|PI0_XSTEP_GRID=100|golden"
-    "splitk|PI0_XSTEP_SPLITK=1|golden"
-    "grid66|PI0_XSTEP_GRID=66|golden"
-    "relaxed_grid100|PI0_XSTEP_RELAXED=1 PI0_XSTEP_GRID=100|golden"
-)
-
 # seconds since the start, so a run cut short still says what each part cost
 T0=$(date +%s)
 log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
 
-log "== numerics, default variant (golden and full size)"
+log "== numerics (golden and full size)"
 timeout 240 "$BUILD_DIR/test_cuda_model" 2>&1 | grep -E "^FAIL|failure" | tee -a "$LOG"
 
+log "== trace of one step"
+PI0_XSTEP_TRACE=1 timeout 60 "$PI0" bench --backend cuda --skip-masked --no-graph --warmup 2 \
+    --iters 1 2>&1 | grep "xstep trace" | tail -1 | tee -a "$LOG"
+
+# name|bench flags
+VARIANTS=(
+    "default|--skip-masked"
+    "default_noskip|--no-skip-masked"
+    "step_by_step|--skip-masked --no-fused-loop"
+    "layer_by_layer|--skip-masked --no-fused-expert"
+)
 for v in "${VARIANTS[@]}"; do
-    IFS='|' read -r name vars check <<<"$v"
-    [ "$vars" = "-" ] && vars=""
-    read -r -a E <<<"$vars"   # the assignments as separate words for env
-    log "== $name ${vars:-(defaults)}"
-    if [ "$check" != "-" ]; then
-        env "${E[@]}" timeout 240 "$BUILD_DIR/test_cuda_model" "$check" 2>&1 |
-            grep -E "^FAIL|failure" | tee -a "$LOG"
-    fi
-    env "${E[@]}" PI0_XSTEP_TRACE=1 timeout 60 "$PI0" bench --backend cuda --skip-masked --no-graph \
-        --warmup 2 --iters 1 2>&1 | grep "xstep trace" | tail -1 | tee -a "$LOG"
-    env "${E[@]}" timeout 90 "$PI0" bench --backend cuda --skip-masked \
-        --json "$JSON_DIR/headline_$name.json" >>"$LOG" 2>&1
-    if [ "$name" = default ]; then
-        env "${E[@]}" timeout 90 "$PI0" bench --backend cuda --no-skip-masked \
-            --json "$JSON_DIR/headline_default_noskip.json" >>"$LOG" 2>&1
-        timeout 90 "$PI0" bench --backend cuda --skip-masked --no-fused-expert \
-            --json "$JSON_DIR/headline_layer_by_layer.json" >>"$LOG" 2>&1
-        # diffusion (staged) minus 10 traced steps = the per-step glue outside the kernel
-        timeout 90 "$PI0" bench --backend cuda --skip-masked --breakdown 2>&1 |
-            grep -E "^\| (vision|LLM prefill|diffusion)" | tee -a "$LOG"
-    fi
+    IFS='|' read -r name flags <<<"$v"
+    read -r -a F <<<"$flags"
+    log "== $name: $flags"
+    timeout 90 "$PI0" bench --backend cuda "${F[@]}" --json "$JSON_DIR/headline_$name.json" \
+        >>"$LOG" 2>&1
 done
+# diffusion (staged) over 10 steps against the traced step: the glue outside the kernel
+timeout 90 "$PI0" bench --backend cuda --skip-masked --breakdown 2>&1 |
+    grep -E "^\| (vision|LLM prefill|diffusion)" | tee -a "$LOG"
 
 log "== summary (batch 1 p50 ms)"
 python3 - "$JSON_DIR" <<'EOF' | tee -a "$LOG"

@@ -42,7 +42,7 @@ constexpr int CONSUMERS = CONSUMER_WARPS * 32;
 constexpr int THREADS = CONSUMERS + 32;   /* + one producer warp */
 constexpr int KEYS_PER_CHUNK = 32;
 constexpr int MAX_SLOTS = CONSUMER_WARPS; /* see gemm_phase_run: one-chunk tiles go slot by warp */
-constexpr int LOOP_MAX_ROWS = 16;         /* B*A action rows PI0_XSTEP_LOOP takes */
+constexpr int LOOP_MAX_ROWS = 16;         /* B*A action rows the whole-loop kernel takes */
 
 enum { PH_QKV, PH_O, PH_GU, PH_DOWN, N_GEMM_PHASES };
 
@@ -55,10 +55,6 @@ struct xstep_params {
     int R, QR, Tk, n_chunks;   /* rows, query rows per batch row, keys, key chunks per row */
     int n_slots;               /* ring slots */
     unsigned off_scratch, off_region, off_ring; /* byte offsets in dynamic shared memory */
-    int strong;                /* full fences around the grid barrier (see tuning) */
-    int split_all;             /* one-chunk phases split tiles over warps too (see tuning) */
-    int async_inputs;          /* cp.async for attention and O/DOWN inputs (see tuning) */
-    int a_double;              /* two activation chunks fit the region (double buffering) */
     unsigned long long *trace; /* PI0_XSTEP_TRACE: CTA 0's times (trace_at), NULL normally */
 };
 
@@ -112,16 +108,14 @@ __device__ __forceinline__ void stamp_phase(unsigned long long *trace, int l, in
 /* Grid-wide barrier of the consumer threads; every CTA is resident (cooperative launch). The
  * counter's top bit flips once all gridDim.x CTAs have added their share (CTA 0 adds
  * 2^31 - (n-1), the others 1), which also leaves the low bits as they were for the next use.
- * The release add publishes this CTA's writes (ordered before it by the named barrier), the
- * acquire loads make every other CTA's visible. `strong` adds full fences on both sides, the
- * configuration every GPU test has passed with; without them is the cheaper variant to try. */
-__device__ __forceinline__ void grid_sync(unsigned *counter, unsigned long long *trace,
-                                          int strong) {
+ * The release add publishes this CTA's writes (ordered before it by the named barrier; release
+ * is cumulative), the acquire loads make every other CTA's visible. Full fences on both sides
+ * cost 0.7 ms at batch 1 on the H200 (docs/BENCHMARKS.md) and add nothing to the ordering. */
+__device__ __forceinline__ void grid_sync(unsigned *counter, unsigned long long *trace) {
     named_sync();
     if (threadIdx.x == 0) {
         stamp(trace, TR_ARRIVE);
         unsigned add = blockIdx.x == 0 ? 0x80000000u - (gridDim.x - 1) : 1u, old, now;
-        if (strong) __threadfence();
         asm volatile("atom.add.release.gpu.global.u32 %0, [%1], %2;"
                      : "=r"(old)
                      : "l"(counter), "r"(add)
@@ -129,7 +123,6 @@ __device__ __forceinline__ void grid_sync(unsigned *counter, unsigned long long 
         do {
             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(counter) : "memory");
         } while (((old ^ now) & 0x80000000u) == 0);
-        if (strong) __threadfence();
         stamp(trace, TR_LEAVE);
     }
     named_sync();
@@ -294,21 +287,6 @@ __device__ void load_activations(const xstep_params &p, const pi0_xstep_layer &L
     }
 }
 
-/* PI0_XSTEP_ASYNC: O's or DOWN's activation chunk c into dst (MT*16 rows of W + 8; rows >= R
- * zero) with cp.async, every copy in flight at once; the caller waits and syncs. */
-template <int MT>
-__device__ void copy_chunk_async(const xstep_params &p, int ph, int c, bf16 *dst) {
-    const pi0_xstep_args &a = p.a;
-    const bf16 *src = ph == PH_O ? a.o : a.act;
-    int W = a.W, vecs = W / 8, ld = ph == PH_O ? a.H * a.Dh : a.F;
-    for (int i = threadIdx.x; i < MT * 16 * vecs; i += CONSUMERS) {
-        int r = i / vecs, v = i % vecs;
-        bool in = r < p.R;
-        cp_async16(dst + (size_t)r * (W + 8) + v * 8,
-                   src + (in ? (size_t)r * ld + (size_t)c * W + v * 8 : 0), in);
-    }
-}
-
 /* What a tile's epilogue needs from global memory, loaded before the tile's weights are
  * waited for so that the load's latency hides behind them: the residual values a tile of O or
  * DOWN adds to, or the RoPE cos/sin of a QKV tile's q and k columns. pre[hr] for rows g, g+8. */
@@ -422,7 +400,7 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
     unsigned a_base = smem_addr(A);
 
     const int tk = ph == PH_QKV ? 0 : ph == PH_O ? 3 : ph == PH_GU ? 4 : 5; /* trace phase */
-    if (gp.n_chunks == 1 && !p.split_all) {
+    if (gp.n_chunks == 1) {
         named_sync(); /* the previous phase is done with the region */
         load_activations<MT>(p, L, ph, 0, A);
         named_sync();
@@ -448,9 +426,6 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
 
     int a_chunk = -1;
     float *scratch = reinterpret_cast<float *>(smem + p.off_scratch);
-    /* PI0_XSTEP_ASYNC with room for two chunks: chunk c+1 is copied while chunk c computes */
-    const bool pipelined = p.async_inputs && p.a_double;
-    const size_t a_elems = (size_t)MT * 16 * (W + 8);
     for (int k = 0; k < n_mine; k++) {
         int j = j0 + k * G;
         float4 pre[2];
@@ -459,18 +434,7 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
         for (int m = 0; m < MT; m++)
             for (int e = 0; e < 4; e++) acc[m][e] = 0.0f;
         for (int c = 0; c < gp.n_chunks; c++, it++) {
-            bf16 *Ac = pipelined ? A + (c & 1) * a_elems : A;
-            if (p.async_inputs) {
-                if (c == 0 || !pipelined) {
-                    named_sync(); /* everyone is done with what the region held */
-                    copy_chunk_async<MT>(p, ph, c, Ac);
-                    cp_async_wait_all();
-                    named_sync();
-                    if (k == 0 && c == 0) stamp_phase(p.trace, l, tk, TR_INPUTS);
-                }
-                if (pipelined && c + 1 < gp.n_chunks) /* its buffer's last reader synced above */
-                    copy_chunk_async<MT>(p, ph, c + 1, A + ((c + 1) & 1) * a_elems);
-            } else if (c != a_chunk) {
+            if (c != a_chunk) {
                 named_sync(); /* everyone is done with what the region held */
                 load_activations<MT>(p, L, ph, c, A);
                 named_sync();
@@ -480,14 +444,9 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
             unsigned slot = it % p.n_slots;
             mbar_wait(full0 + slot * 8, (it / p.n_slots) & 1);
             if (k == 0 && c == 0) stamp_phase(p.trace, l, tk, TR_WEIGHTS);
-            mma_chunk<MT>(acc, smem_addr(Ac), W + 8, ring + slot * slot_bytes, W, warp,
-                          CONSUMER_WARPS);
+            mma_chunk<MT>(acc, a_base, W + 8, ring + slot * slot_bytes, W, warp, CONSUMER_WARPS);
             __syncwarp();
             if (lane == 0) mbar_arrive(empty0 + slot * 8);
-            if (pipelined && c + 1 < gp.n_chunks) {
-                cp_async_wait_all();
-                named_sync(); /* chunk c+1 complete for everyone; chunk c read by everyone */
-            }
         }
         /* sum the 8 warps' partial tiles; warp m finishes row tile m */
         float *sc = scratch + buf * (CONSUMER_WARPS * MT * 128);
@@ -518,19 +477,6 @@ __device__ __forceinline__ void load_q_tile(const xstep_params &p, int b, int mt
         int i = lane + k * 32, row = i / VECS, v = i % VECS, qr = mt * 16 + row;
         qx[k] = qr < QR ? __ldcg(reinterpret_cast<const uint4 *>(p.a.q + ((size_t)b * QR + qr) * DH) + v)
                         : make_uint4(0, 0, 0, 0);
-    }
-}
-
-/* PI0_XSTEP_ASYNC: the same query tile straight into the warp's shared tile Qw. */
-template <int DH>
-__device__ __forceinline__ void copy_q_tile_async(const xstep_params &p, int b, int mt, bf16 *Qw) {
-    constexpr int VECS = DH / 8;
-    int lane = threadIdx.x & 31, QR = p.QR;
-    for (int i = lane; i < 16 * VECS; i += 32) {
-        int row = i / VECS, v = i % VECS, qr = mt * 16 + row;
-        bool in = qr < QR;
-        cp_async16(Qw + row * (DH + 8) + v * 8,
-                   p.a.q + (in ? ((size_t)b * QR + qr) * DH + v * 8 : 0), in);
     }
 }
 
@@ -566,50 +512,31 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
                 f = key == P ? 3 : 2;
             key_ok[tid] = (unsigned char)f;
         }
-        if (p.async_inputs) { /* K, V and each warp's first Q tile all in flight at once */
-            for (int i = tid; i < KEYS_PER_CHUNK * VECS; i += CONSUMERS) {
-                int row = i / VECS, v = i % VECS, key = k0 + row;
-                bool in = key < Tk;
-                size_t off = in ? (size_t)key * DH + v * 8 : 0;
-                cp_async16(Ks + row * LD + v * 8, kg + off, in);
-                cp_async16(Vs + row * LD + v * 8, vg + off, in);
-            }
-            if (warp < n_mt) copy_q_tile_async<DH>(p, b, warp, Qw);
-            cp_async_wait_all();
-        } else {
-            uint4 kx[KV_PER_THREAD], vx[KV_PER_THREAD];
+        uint4 kx[KV_PER_THREAD], vx[KV_PER_THREAD];
 #pragma unroll
-            for (int k = 0; k < KV_PER_THREAD; k++) {
-                int i = tid + k * CONSUMERS, row = i / VECS, v = i % VECS, key = k0 + row;
-                bool in = i < KEYS_PER_CHUNK * VECS && key < Tk;
-                kx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(kg + (size_t)key * DH) + v) : zero;
-                vx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(vg + (size_t)key * DH) + v) : zero;
-            }
+        for (int k = 0; k < KV_PER_THREAD; k++) {
+            int i = tid + k * CONSUMERS, row = i / VECS, v = i % VECS, key = k0 + row;
+            bool in = i < KEYS_PER_CHUNK * VECS && key < Tk;
+            kx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(kg + (size_t)key * DH) + v) : zero;
+            vx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(vg + (size_t)key * DH) + v) : zero;
+        }
 #pragma unroll
-            for (int k = 0; k < KV_PER_THREAD; k++) {
-                int i = tid + k * CONSUMERS;
-                if (i < KEYS_PER_CHUNK * VECS) {
-                    *reinterpret_cast<uint4 *>(Ks + (i / VECS) * LD + (i % VECS) * 8) = kx[k];
-                    *reinterpret_cast<uint4 *>(Vs + (i / VECS) * LD + (i % VECS) * 8) = vx[k];
-                }
+        for (int k = 0; k < KV_PER_THREAD; k++) {
+            int i = tid + k * CONSUMERS;
+            if (i < KEYS_PER_CHUNK * VECS) {
+                *reinterpret_cast<uint4 *>(Ks + (i / VECS) * LD + (i % VECS) * 8) = kx[k];
+                *reinterpret_cast<uint4 *>(Vs + (i / VECS) * LD + (i % VECS) * 8) = vx[k];
             }
         }
         named_sync();
         if (u == (int)blockIdx.x) stamp(tr, TR_INPUTS);
         for (int mt = warp; mt < n_mt; mt += CONSUMER_WARPS) {
-            if (p.async_inputs) {
-                if (mt != warp) {
-                    copy_q_tile_async<DH>(p, b, mt, Qw);
-                    cp_async_wait_all();
-                }
-            } else {
-                uint4 qx[Q_PER_LANE];
-                load_q_tile<DH>(p, b, mt, qx);
+            uint4 qx[Q_PER_LANE];
+            load_q_tile<DH>(p, b, mt, qx);
 #pragma unroll
-                for (int k = 0; k < Q_PER_LANE; k++) {
-                    int i = lane + k * 32;
-                    *reinterpret_cast<uint4 *>(Qw + (i / VECS) * LD + (i % VECS) * 8) = qx[k];
-                }
+            for (int k = 0; k < Q_PER_LANE; k++) {
+                int i = lane + k * 32;
+                *reinterpret_cast<uint4 *>(Qw + (i / VECS) * LD + (i % VECS) * 8) = qx[k];
             }
             __syncwarp();
             float s[4][4];
@@ -743,7 +670,7 @@ __device__ void merge_phase(const xstep_params &p) {
     }
 }
 
-/* ---- the denoising loop's own work (PI0_XSTEP_LOOP) ----------------------------------- */
+/* ---- the denoising loop's own work (the whole-loop kernel) ------------------------------ */
 
 
 /* out[r, c] = act(sum_k x[r, k] w[c, k] + bias[c]) for the B*A action rows r and this CTA's
@@ -857,7 +784,7 @@ __device__ void loop_finish(const xstep_params &p, unsigned char *smem, int step
 template <int MT, int DH>
 __device__ void expert_layers(const xstep_params &p, unsigned char *smem, unsigned &it, int &buf) {
     const pi0_xstep_args &a = p.a;
-#define SYNC_(k) grid_sync(a.barrier, trace_at(p.trace, l, k), p.strong)
+#define SYNC_(k) grid_sync(a.barrier, trace_at(p.trace, l, k))
     for (int l = 0; l < a.depth; l++) {
         pi0_xstep_layer L = a.layers[l];
         gemm_phase_run<MT>(p, smem, L, l, PH_QKV, it, buf);
@@ -877,8 +804,8 @@ __device__ void expert_layers(const xstep_params &p, unsigned char *smem, unsign
 }
 #endif
 
-/* LOOP: the PI0_XSTEP_LOOP variant (its own instantiations, so that its registers do not
- * weigh on the default kernel's). */
+/* LOOP: the whole denoising loop in one launch (its own instantiations, so that its registers
+ * do not weigh on the one-step kernel's). */
 template <int MT, int DH, bool LOOP>
 __global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_params p) {
 #ifdef XSTEP_HOPPER
@@ -909,15 +836,15 @@ __global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_par
         for (int step = 0; step < lp.n_steps; step++) {
             /* the suffix embedding of x_t at this step's time */
             loop_linear(p, smem, lp.xt, lp.Da, lp.Da, NULL, 0, lp.ain_w, lp.ain_b, 0, lp.sa, false);
-            grid_sync(a.barrier, NULL, p.strong);
+            grid_sync(a.barrier, NULL);
             loop_linear(p, smem, lp.sa, a.W, a.W, lp.temb + (size_t)step * a.W, a.W, lp.tin_w,
                         lp.tin_b, 1, lp.smid, false);
-            grid_sync(a.barrier, NULL, p.strong);
+            grid_sync(a.barrier, NULL);
             loop_linear(p, smem, lp.smid, a.W, a.W, NULL, 0, lp.tout_w, lp.tout_b, 0, NULL, true);
-            grid_sync(a.barrier, NULL, p.strong);
+            grid_sync(a.barrier, NULL);
             expert_layers<MT, DH>(p, smem, it, buf);
             loop_finish(p, smem, step);
-            if (step + 1 < lp.n_steps) grid_sync(a.barrier, NULL, p.strong);
+            if (step + 1 < lp.n_steps) grid_sync(a.barrier, NULL);
         }
     }
 #else
@@ -995,40 +922,18 @@ extern "C" pi0_status pi0_xstep_rope_cuda(float *rope, const int32_t *n_valid, i
     return PI0_OK;
 }
 
-/* Tuning switches for experiments on the device, read from the environment once. Defaults are
- * the measured configuration (docs/BENCHMARKS.md); each switch names the alternative it turns on.
- *   PI0_XSTEP_TRACE=1     after every launch, print where CTA 0's time went per phase (syncs)
- *   PI0_XSTEP_GRID=n      n CTAs instead of one per SM
- *   PI0_XSTEP_SLOTS=n     at most n ring slots
- *   PI0_XSTEP_RELAXED=1   grid barrier with release/acquire only, no full fences
- *   PI0_XSTEP_SPLITK=1    QKV and GU split each tile over the warps too (not a tile per warp)
- *   PI0_XSTEP_ASYNC=1     attention's K/V/Q and O's and DOWN's activation chunks by cp.async, all
- *                         in flight at once, the next chunk copied while one computes
- *   PI0_XSTEP_LOOP=1      the whole denoising loop in one launch, its glue (suffix embedding,
- *                         final norm, action projection, Euler update) as phases of the kernel */
-struct tuning {
-    int trace, grid, slots, relaxed, split_all, async_inputs, loop;
-};
-
-static int env_int(const char *name) {
-    const char *v = getenv(name);
-    return v ? atoi(v) : 0;
-}
-
-static const tuning &tuning_from_env() {
-    static tuning t;
-    static int done;
-    if (!done) {
-        t.trace = env_int("PI0_XSTEP_TRACE");
-        t.grid = env_int("PI0_XSTEP_GRID");
-        t.slots = env_int("PI0_XSTEP_SLOTS");
-        t.relaxed = env_int("PI0_XSTEP_RELAXED");
-        t.split_all = env_int("PI0_XSTEP_SPLITK");
-        t.async_inputs = env_int("PI0_XSTEP_ASYNC");
-        t.loop = env_int("PI0_XSTEP_LOOP");
-        done = 1;
+/* PI0_XSTEP_TRACE=1 in the environment: after every launch outside graph capture, print where
+ * CTA 0's time went per phase (print_trace; it synchronizes). A development aid, read once.
+ * It also keeps the denoising loop out of the kernel, so that the trace shows one step. The
+ * variants measured and dropped (fewer CTAs, fewer ring slots, full fences at the barrier, K
+ * split over the warps in every phase, cp.async inputs) are in docs/BENCHMARKS.md. */
+static int trace_wanted() {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("PI0_XSTEP_TRACE");
+        v = e && atoi(e) != 0;
     }
-    return t;
+    return v;
 }
 
 /* PI0_XSTEP_TRACE: CTA 0's view of one step, averaged over layers. Per phase: from the previous
@@ -1069,7 +974,7 @@ static pi0_status print_trace(const unsigned long long *dev, const xstep_params 
 
 extern "C" int pi0_xstep_loop_wanted(int device, int B, int A, int W, int Dh, int Da) {
     int MT = (B * (A + 1) + 15) / 16;
-    if (!tuning_from_env().loop || B * A > LOOP_MAX_ROWS || W % 4 || Da % 4 ||
+    if (trace_wanted() || B * A > LOOP_MAX_ROWS || W % 4 || Da % 4 ||
         !loop_kernel_for(MT, Dh))
         return 0;
     smem_plan sp = plan_smem(MT, Dh, W, max_smem(device));
@@ -1080,7 +985,6 @@ extern "C" int pi0_xstep_loop_wanted(int device, int B, int A, int W, int Dh, in
 
 extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream,
                                     pi0_error *err) {
-    const tuning &tune = tuning_from_env();
     int device = 0, n_sm = 0;
     CUDA_TRY(cudaGetDevice(&device));
     CUDA_TRY(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device));
@@ -1098,19 +1002,14 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     p.QR = a->S * a->H;
     p.Tk = a->P + a->S;
     p.n_chunks = (p.Tk + KEYS_PER_CHUNK - 1) / KEYS_PER_CHUNK;
-    p.n_slots = tune.slots >= 2 && tune.slots < sp.n_slots ? tune.slots : sp.n_slots;
+    p.n_slots = sp.n_slots;
     p.off_scratch = sp.off_scratch;
     p.off_region = sp.off_region;
     p.off_ring = sp.off_ring;
-    p.strong = !tune.relaxed;
-    p.split_all = tune.split_all;
-    p.async_inputs = tune.async_inputs;
-    p.a_double = 2u * MT * 16 * (a->W + 8) * 2 <= sp.off_ring - sp.off_region;
-    int grid = tune.grid > 0 && tune.grid < n_sm ? tune.grid : n_sm;
     static unsigned long long *trace_buf; /* a development aid: allocated once, kept */
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     CUDA_TRY(cudaStreamIsCapturing(stream, &capturing));
-    if (tune.trace && capturing == cudaStreamCaptureStatusNone) { /* it synchronizes */
+    if (trace_wanted() && capturing == cudaStreamCaptureStatusNone) { /* it synchronizes */
         size_t n = 64 * (6 * TR_PER_PHASE + 1) + 1;
         if (!trace_buf) CUDA_TRY(cudaMalloc((void **)&trace_buf, n * sizeof *trace_buf));
         CUDA_TRY(cudaMemsetAsync(trace_buf, 0, n * sizeof *trace_buf, stream));
@@ -1124,7 +1023,7 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
                         "not fit one block per SM", sp.total);
 
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(grid);
+    cfg.gridDim = dim3(n_sm);
     cfg.blockDim = dim3(THREADS);
     cfg.dynamicSmemBytes = sp.total;
     cfg.stream = stream;
@@ -1134,6 +1033,6 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     cfg.attrs = attr;
     cfg.numAttrs = 1;
     CUDA_TRY(cudaLaunchKernelEx(&cfg, k, p));
-    if (p.trace) PI0_STATUS_TRY(print_trace(trace_buf, p, grid, stream, err));
+    if (p.trace) PI0_STATUS_TRY(print_trace(trace_buf, p, n_sm, stream, err));
     return PI0_OK;
 }

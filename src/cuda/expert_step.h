@@ -28,8 +28,7 @@ typedef struct {
     bf16 *kc, *vc;          /* this layer's KV cache [B, kv_stride]: P prefix rows, then S */
 } pi0_xstep_layer;
 
-/* The denoising loop around the layers, for launches that run every step (PI0_XSTEP_LOOP, see
- * expert_step.cu): the suffix embedding (PI0_SPEC 2.7), the final norm, action_out_proj and
+/* The denoising loop around the layers, for launches that run every step (PI0_OPT_FUSED_LOOP): the suffix embedding (PI0_SPEC 2.7), the final norm, action_out_proj and
  * the Euler update, all in fp32 like model_cuda.cu's glue kernels. */
 typedef struct {
     int n_steps;                  /* 0: this launch is one step and the caller runs the loop */
@@ -70,8 +69,8 @@ typedef struct {
  * path. Never fails: a CUDA error while asking also answers 0. */
 int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows);
 
-/* 1 when the PI0_XSTEP_LOOP switch is on and these shapes fit it (B*A <= 16 action rows):
- * then one launch with loop.n_steps set runs the whole denoising loop. */
+/* 1 when these shapes fit the whole-loop kernel (B*A <= 16 action rows, and not tracing): then
+ * one launch with loop.n_steps set runs the whole denoising loop. */
 int pi0_xstep_loop_wanted(int device, int B, int A, int W, int Dh, int Da);
 
 /* Floats of scratch `part` needs for `rows` = B*S suffix rows whose attention sees at most

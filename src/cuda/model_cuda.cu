@@ -5,7 +5,8 @@
  * the .cu files of ../ops beside their CPU references. One run is: vision -> prefill -> n Euler
  * steps; with PI0_OPT_GRAPH it is captured once per shape into a CUDA graph and replayed, and
  * with PI0_OPT_FUSED_EXPERT (small batches, Hopper) each step's expert layers are one
- * persistent kernel (expert_step.cu) instead of gemma_block's ~11 launches per layer.
+ * persistent kernel (expert_step.cu) instead of gemma_block's ~11 launches per layer; with
+ * PI0_OPT_FUSED_LOOP too (batch 1), one launch of it runs every step and the glue between.
  * Not here: input checks (pi0.c), prefix masks and the time table (prefix.c, schedule.c).
  *
  * Legend: B batch, Ck kept cameras, N image tokens per camera, L prompt slots, P = Ck*N + L
@@ -610,7 +611,7 @@ static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *
     if (fused)
         PI0_STATUS_TRY(pi0_xstep_rope_cuda(st->xrope, st->n_valid, B, S, d->expert.head_dim, s,
                                            err));
-    if (fused && st->cur.n > 0 &&
+    if (fused && st->cur.n > 0 && (st->flags & PI0_OPT_FUSED_LOOP) &&
         pi0_xstep_loop_wanted(st->dev, B, A, De, d->expert.head_dim, Da)) {
         if (expert_step_fused(st, d, 1, err) == PI0_OK) return PI0_OK;
         fused = xstep_refused(st);
