@@ -41,9 +41,6 @@ static const opt_switch opt_switches[] = {
       "bias, GELU and residual adds as separate kernels" },
     { PI0_OPT_FUSED_EXPERT, "fused-expert", "--no-fused-expert", "persistent expert-step kernel",
       "run the expert layer by layer instead of one persistent kernel per denoising step" },
-    { PI0_OPT_FUSED_LOOP, "fused-loop", "--no-fused-loop", "whole denoising loop in one kernel",
-      "launch the persistent kernel once per denoising step, with the glue between steps as "
-      "separate kernels" },
 };
 enum { N_OPT_SWITCHES = (int)(sizeof opt_switches / sizeof opt_switches[0]) };
 

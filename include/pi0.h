@@ -90,8 +90,6 @@ enum {
     PI0_OPT_GEMM_EPILOGUE = 1u << 2, /* bias, GELU and residual adds fused into the GEMMs */
     PI0_OPT_FUSED_EXPERT  = 1u << 3, /* small batches: each denoising step's expert layers as one
                                         persistent kernel (Hopper) */
-    PI0_OPT_FUSED_LOOP    = 1u << 4, /* with FUSED_EXPERT, up to 16 action rows (batch 1): the whole
-                                        denoising loop, glue included, in that one kernel */
     PI0_OPT_ALL           = 0xffffffffu,
 };
 

@@ -2,9 +2,9 @@
 # gpu_xstep_check.sh - a quick GPU call for work on the persistent expert step
 # (src/cuda/expert_step.cu): builds for sm_90a only (PI0_CUDA_ARCHS to change), runs
 # test_cuda_model (golden cases and full size against the CPU fp32 path), prints CTA 0's
-# per-phase trace of one step (PI0_XSTEP_TRACE=1), and times batch 1 with the whole loop in
-# the kernel (the default), with a launch per step, and layer by layer, plus the default without
-# the masked-camera skip and its stage breakdown. About five minutes.
+# per-phase trace of one step (PI0_XSTEP_TRACE=1), and times batch 1 with the persistent kernel
+# and layer by layer, with the masked camera skipped, plus the persistent kernel without the
+# skip and its stage breakdown. About four minutes.
 # Writes $OUT/xstep.log and build.log (the runs' JSON goes to $JSON_DIR, a temporary folder by
 # default). Needs the .deps folder gpu_build.sh needs.
 # Run gpu_check.sh for the full tables.
@@ -41,7 +41,6 @@ PI0_XSTEP_TRACE=1 timeout 60 "$PI0" bench --backend cuda --skip-masked --no-grap
 VARIANTS=(
     "default|--skip-masked"
     "default_noskip|--no-skip-masked"
-    "step_by_step|--skip-masked --no-fused-loop"
     "layer_by_layer|--skip-masked --no-fused-expert"
 )
 for v in "${VARIANTS[@]}"; do

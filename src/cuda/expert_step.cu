@@ -42,7 +42,6 @@ constexpr int CONSUMERS = CONSUMER_WARPS * 32;
 constexpr int THREADS = CONSUMERS + 32;   /* + one producer warp */
 constexpr int KEYS_PER_CHUNK = 32;
 constexpr int MAX_SLOTS = CONSUMER_WARPS; /* see gemm_phase_run: one-chunk tiles go slot by warp */
-constexpr int LOOP_MAX_ROWS = 16;         /* B*A action rows the whole-loop kernel takes */
 
 enum { PH_QKV, PH_O, PH_GU, PH_DOWN, N_GEMM_PHASES };
 
@@ -65,14 +64,13 @@ struct smem_plan { int n_slots; unsigned off_scratch, off_region, off_ring, tota
 static unsigned round_up(unsigned x, unsigned m) { return (x + m - 1) / m * m; }
 
 /* mbarriers, then the cross-warp sum scratch (double-buffered), then one region that holds
- * either a GEMM's activation chunk or the attention's Q/K/V tiles, then the weight ring. */
+ * either a GEMM's activation chunk or the attention's K/V tiles, then the weight ring. */
 static smem_plan plan_smem(int MT, int DH, int W, int max_bytes) {
     smem_plan s;
     unsigned bars = 2 * MAX_SLOTS * 8;
     unsigned scratch = 2u * CONSUMER_WARPS * MT * 32 * 4 * sizeof(float);
     unsigned a_chunk = (unsigned)MT * 16 * (W + 8) * 2;
-    unsigned attn = (unsigned)(CONSUMER_WARPS * 16 + 2 * KEYS_PER_CHUNK) * (DH + 8) * 2 +
-                    KEYS_PER_CHUNK;
+    unsigned attn = (unsigned)(2 * KEYS_PER_CHUNK) * (DH + 8) * 2 + KEYS_PER_CHUNK;
     unsigned slot = 8u * (W + 8) * 2;
     s.off_scratch = round_up(bars, 128);
     s.off_region = round_up(s.off_scratch + scratch, 128);
@@ -180,7 +178,6 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
     unsigned ring = smem_addr(smem + p.off_ring), row_bytes = a.W * 2,
              row_stride = (a.W + 8) * 2, slot_bytes = 8 * row_stride;
     unsigned it = 0;
-    for (int step = 0; step < (a.loop.n_steps > 0 ? a.loop.n_steps : 1); step++)
     for (int l = 0; l < a.depth; l++) {
         pi0_xstep_layer L = a.layers[l];
         if (p.trace && blockIdx.x == 0) p.trace[(size_t)a.depth * 6 * TR_PER_PHASE + l] = now_ns();
@@ -206,9 +203,11 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
 
 /* The activation chunk c of a GEMM phase into shared memory as MT*16 rows of W (+8 padding
  * so ldmatrix rows fall in different banks); rows >= R are zero. QKV and GU apply RMSNorm.
- * Loads are issued BATCH at a time: each phase's critical path is a handful of L2 round trips,
- * and a loop that waits for one load before issuing the next multiplies them. */
-constexpr int BATCH = 4;
+ * Every load a warp makes here is issued before the first is used: each phase's critical path
+ * is a handful of L2 round trips, and a loop that waits for one load before issuing the next
+ * multiplies them. */
+constexpr int BATCH = 4;                          /* uint4 loads a lane has in flight per row */
+constexpr int MAX_NORM_WIDTH = 32 * BATCH * 8;    /* the widest row the RMSNorm load holds */
 
 template <int MT>
 __device__ void load_activations(const xstep_params &p, const pi0_xstep_layer &L, int ph, int c,
@@ -217,50 +216,54 @@ __device__ void load_activations(const xstep_params &p, const pi0_xstep_layer &L
     int W = a.W, lda = W + 8, vecs = W / 8, tid = threadIdx.x;
     const uint4 zero = make_uint4(0, 0, 0, 0);
     if (ph == PH_QKV || ph == PH_GU) {
+        /* Warp w normalizes rows w and w + 8 of each 16 together (W <= MAX_NORM_WIDTH: a row
+         * is one uint4 per lane per k): the rows and the scales are all in flight at once.
+         * The scales are the same for every row, so they are loaded once. */
         const float *s = ph == PH_QKV ? L.attn_norm : L.ffw_norm;
         int warp = tid >> 5, lane = tid & 31;
-        for (int r = warp; r < MT * 16; r += CONSUMER_WARPS) {
-            bf16 *dst = A + (size_t)r * lda;
-            if (r >= p.R) {
-                for (int v = lane; v < vecs; v += 32) *reinterpret_cast<uint4 *>(dst + v * 8) = zero;
-                continue;
-            }
-            const uint4 *src = reinterpret_cast<const uint4 *>(a.ys + (size_t)r * W);
-            float sum_sq = 0.0f;
-            for (int v0 = lane; v0 < vecs; v0 += 32 * BATCH) {
-                uint4 x[BATCH];
+        float4 g[BATCH][2];
 #pragma unroll
-                for (int k = 0; k < BATCH; k++)
-                    x[k] = v0 + 32 * k < vecs ? __ldcg(src + v0 + 32 * k) : zero;
+        for (int k = 0; k < BATCH; k++)
+            if (lane + 32 * k < vecs) {
+                const float4 *sv = reinterpret_cast<const float4 *>(s + (lane + 32 * k) * 8);
+                g[k][0] = __ldg(sv);
+                g[k][1] = __ldg(sv + 1);
+            }
+        for (int r0 = warp; r0 < MT * 16; r0 += 2 * CONSUMER_WARPS) {
+            uint4 x[2][BATCH];
+#pragma unroll
+            for (int h = 0; h < 2; h++)
 #pragma unroll
                 for (int k = 0; k < BATCH; k++) {
-                    if (v0 + 32 * k >= vecs) break;
-                    *reinterpret_cast<uint4 *>(dst + (v0 + 32 * k) * 8) = x[k];
-                    const bf16 *e = reinterpret_cast<const bf16 *>(&x[k]);
+                    int r = r0 + 8 * h, v = lane + 32 * k;
+                    x[h][k] = r < p.R && v < vecs
+                                  ? __ldcg(reinterpret_cast<const uint4 *>(a.ys + (size_t)r * W) + v)
+                                  : zero;
+                }
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                float sum_sq = 0.0f; /* rows >= R are zeros and stay zeros */
+#pragma unroll
+                for (int k = 0; k < BATCH; k++) {
+                    const bf16 *e = reinterpret_cast<const bf16 *>(&x[h][k]);
                     for (int i = 0; i < 8; i++) {
                         float f = __bfloat162float(e[i]);
                         sum_sq += f * f;
                     }
                 }
-            }
-            for (int o = 16; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
-            float inv_rms = rsqrtf(sum_sq / W + a.eps);
-            for (int v0 = lane; v0 < vecs; v0 += 32 * BATCH) { /* lanes reread what they wrote */
-                float4 g[BATCH][2];
-#pragma unroll
-                for (int k = 0; k < BATCH; k++)
-                    if (v0 + 32 * k < vecs) {
-                        const float4 *sv = reinterpret_cast<const float4 *>(s + (v0 + 32 * k) * 8);
-                        g[k][0] = __ldg(sv);
-                        g[k][1] = __ldg(sv + 1);
-                    }
+                for (int o = 16; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
+                float inv_rms = rsqrtf(sum_sq / W + a.eps);
+                bf16 *dst = A + (size_t)(r0 + 8 * h) * lda;
 #pragma unroll
                 for (int k = 0; k < BATCH; k++) {
-                    if (v0 + 32 * k >= vecs) break;
-                    bf16 *e = dst + (v0 + 32 * k) * 8;
+                    int v = lane + 32 * k;
+                    if (v >= vecs) break;
+                    const bf16 *e = reinterpret_cast<const bf16 *>(&x[h][k]);
                     const float *gk = reinterpret_cast<const float *>(g[k]);
+                    __align__(16) bf16 out[8];
                     for (int i = 0; i < 8; i++)
-                        e[i] = __float2bfloat16(__bfloat162float(e[i]) * inv_rms * (1.0f + gk[i]));
+                        out[i] = __float2bfloat16(__bfloat162float(e[i]) * inv_rms * (1.0f + gk[i]));
+                    *reinterpret_cast<uint4 *>(dst + v * 8) = *reinterpret_cast<const uint4 *>(out);
                 }
             }
         }
@@ -466,18 +469,121 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
     }
 }
 
-/* Query rows mt*16.. of batch row b (zeros past QR) into registers, lane-strided uint4s. */
+/* The A operands of S = Q·K^T for query rows mt*16.. of batch row b (zeros past QR), every
+ * k-step, loaded from global memory straight into the mma's register layout: qf[ks] holds rows
+ * g and g+8 at columns ks*16 + 2t and ks*16 + 8 + 2t. No shared-memory tile, so the region
+ * is only K and V and the weight ring gets its eighth slot. */
 template <int DH>
-__device__ __forceinline__ void load_q_tile(const xstep_params &p, int b, int mt,
-                                            uint4 qx[16 * DH / 8 / 32]) {
-    constexpr int VECS = DH / 8, Q_PER_LANE = 16 * VECS / 32;
-    int lane = threadIdx.x & 31, QR = p.QR;
+__device__ __forceinline__ void load_q_frags(const xstep_params &p, int b, int mt,
+                                             unsigned qf[DH / 16][4]) {
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, QR = p.QR;
+    const unsigned *row[2];
 #pragma unroll
-    for (int k = 0; k < Q_PER_LANE; k++) {
-        int i = lane + k * 32, row = i / VECS, v = i % VECS, qr = mt * 16 + row;
-        qx[k] = qr < QR ? __ldcg(reinterpret_cast<const uint4 *>(p.a.q + ((size_t)b * QR + qr) * DH) + v)
-                        : make_uint4(0, 0, 0, 0);
+    for (int hr = 0; hr < 2; hr++) {
+        int qr = mt * 16 + g + 8 * hr;
+        row[hr] = qr < QR ? reinterpret_cast<const unsigned *>(p.a.q + ((size_t)b * QR + qr) * DH)
+                          : NULL;
     }
+#pragma unroll
+    for (int ks = 0; ks < DH / 16; ks++)
+#pragma unroll
+        for (int half = 0; half < 2; half++)
+#pragma unroll
+            for (int hr = 0; hr < 2; hr++)
+                qf[ks][2 * half + hr] = row[hr] ? __ldcg(row[hr] + ks * 8 + half * 4 + t) : 0u;
+}
+
+/* One 16-row query tile mt of batch row b against key chunk ch (K, V and key flags in shared
+ * memory): scores, masked softmax pieces, P·V; m, l and O into the partials. */
+template <int DH>
+__device__ __forceinline__ void attention_tile(const xstep_params &p, int b, int ch, int mt,
+                                               const unsigned (&qf)[DH / 16][4], const bf16 *Ks,
+                                               const bf16 *Vs, const unsigned char *key_ok) {
+    const pi0_xstep_args &a = p.a;
+    constexpr int LD = DH + 8;
+    constexpr int PASSES = DH >= 128 ? 2 : 1, DP = DH / PASSES; /* P·V columns per pass */
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, QR = p.QR, n_ch = p.n_chunks;
+    float *ml = a.part + (size_t)a.B * n_ch * QR * DH;
+    float s[4][4];
+    for (int n = 0; n < 4; n++)
+        for (int e = 0; e < 4; e++) s[n][e] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < DH / 16; ks++) {
+#pragma unroll
+        for (int n = 0; n < 4; n++) {
+            unsigned bf[2];
+            ldsm_x2(smem_addr(Ks + (n * 8 + (lane & 7)) * LD + ks * 16 +
+                              ((lane >> 3) & 1) * 8),
+                    bf);
+            mma_bf16(s[n], qf[ks], bf[0], bf[1]);
+        }
+    }
+    /* mask (PI0_SPEC 2.5 suffix rule), chunk max and sum per query row */
+    float mx[2], sum[2];
+    for (int hr = 0; hr < 2; hr++) {
+        int qr = mt * 16 + g + hr * 8, tok = qr < QR ? qr / a.H : 0;
+        float m = -3.402823466e38f;
+        for (int n = 0; n < 4; n++)
+            for (int e = 0; e < 2; e++) {
+                bool valid = key_ok[n * 8 + 2 * t + e] & (tok > 0 ? 2 : 1);
+                float &v = s[n][hr * 2 + e];
+                if (!valid) v = MASKED_LOGIT;
+                m = fmaxf(m, v);
+            }
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+        float l = 0.0f;
+        for (int n = 0; n < 4; n++)
+            for (int e = 0; e < 2; e++) {
+                float &v = s[n][hr * 2 + e];
+                v = expf(v - m);
+                l += v;
+            }
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        mx[hr] = m;
+        sum[hr] = l;
+    }
+    /* P as the A operand of P·V: the score tile's C layout is the A layout */
+    unsigned pa[2][4];
+    for (int kk = 0; kk < 2; kk++) {
+        pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+        pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+        pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+    float *out = a.part + ((size_t)(b * n_ch + ch) * QR) * DH;
+    for (int pass = 0; pass < PASSES; pass++) {
+        float o[DP / 8][4];
+        for (int n = 0; n < DP / 8; n++)
+            for (int e = 0; e < 4; e++) o[n][e] = 0.0f;
+#pragma unroll
+        for (int nd = 0; nd < DP / 16; nd++)
+#pragma unroll
+            for (int kk = 0; kk < 2; kk++) {
+                unsigned bv[4];
+                ldsm_x4_trans(smem_addr(Vs + (kk * 16 + (lane & 15)) * LD + pass * DP +
+                                        nd * 16 + (lane >> 4) * 8),
+                              bv);
+                mma_bf16(o[2 * nd], pa[kk], bv[0], bv[1]);
+                mma_bf16(o[2 * nd + 1], pa[kk], bv[2], bv[3]);
+            }
+        for (int hr = 0; hr < 2; hr++) {
+            int qr = mt * 16 + g + hr * 8;
+            if (qr >= QR) continue;
+            for (int n = 0; n < DP / 8; n++)
+                *reinterpret_cast<float2 *>(out + (size_t)qr * DH + pass * DP + n * 8 +
+                                            2 * t) =
+                    make_float2(o[n][hr * 2], o[n][hr * 2 + 1]);
+        }
+    }
+    if (t == 0)
+        for (int hr = 0; hr < 2; hr++) {
+            int qr = mt * 16 + g + hr * 8;
+            if (qr < QR)
+                *reinterpret_cast<float2 *>(ml + ((size_t)(b * n_ch + ch) * QR + qr) * 2) =
+                    make_float2(mx[hr], sum[hr]);
+        }
 }
 
 /* ATT: per (batch row b, chunk of 32 keys), each warp takes 16-row tiles of the QR query rows:
@@ -488,22 +594,15 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
                                 const pi0_xstep_layer &L, unsigned long long *tr) {
     const pi0_xstep_args &a = p.a;
     constexpr int LD = DH + 8, VECS = DH / 8;
-    constexpr int PASSES = DH >= 128 ? 2 : 1, DP = DH / PASSES; /* P·V columns per pass */
-    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem + p.off_region);
-    bf16 *Ks = Qs + CONSUMER_WARPS * 16 * LD, *Vs = Ks + KEYS_PER_CHUNK * LD;
-    bf16 *Qw = Qs + warp * 16 * LD;
+    int tid = threadIdx.x, warp = tid >> 5;
+    bf16 *Ks = reinterpret_cast<bf16 *>(smem + p.off_region), *Vs = Ks + KEYS_PER_CHUNK * LD;
     unsigned char *key_ok = reinterpret_cast<unsigned char *>(Vs + KEYS_PER_CHUNK * LD);
-    int QR = p.QR, n_mt = (QR + 15) / 16, n_ch = p.n_chunks, Tk = p.Tk, P = a.P;
-    float *ml = a.part + (size_t)a.B * n_ch * QR * DH;
-    const uint4 zero = make_uint4(0, 0, 0, 0);
+    int n_mt = (p.QR + 15) / 16, n_ch = p.n_chunks, Tk = p.Tk, P = a.P;
     for (int u = blockIdx.x; u < a.B * n_ch; u += gridDim.x) {
         int b = u / n_ch, ch = u % n_ch, k0 = ch * KEYS_PER_CHUNK;
         const bf16 *kg = L.kc + (size_t)b * a.kv_stride, *vg = L.vc + (size_t)b * a.kv_stride;
         /* K and V rows of the chunk (keys past the end: zeros, never NaN garbage), and which
          * query tokens may see each key (bit 0: the state token, bit 1: action tokens) */
-        constexpr int KV_PER_THREAD = (KEYS_PER_CHUNK * VECS + CONSUMERS - 1) / CONSUMERS;
-        constexpr int Q_PER_LANE = 16 * VECS / 32;
         if (tid < KEYS_PER_CHUNK) {
             int key = k0 + tid, f = 0;
             if (key < P)
@@ -512,116 +611,22 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
                 f = key == P ? 3 : 2;
             key_ok[tid] = (unsigned char)f;
         }
-        uint4 kx[KV_PER_THREAD], vx[KV_PER_THREAD];
-#pragma unroll
-        for (int k = 0; k < KV_PER_THREAD; k++) {
-            int i = tid + k * CONSUMERS, row = i / VECS, v = i % VECS, key = k0 + row;
-            bool in = i < KEYS_PER_CHUNK * VECS && key < Tk;
-            kx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(kg + (size_t)key * DH) + v) : zero;
-            vx[k] = in ? __ldcg(reinterpret_cast<const uint4 *>(vg + (size_t)key * DH) + v) : zero;
+        /* K and V by cp.async, every copy in flight at once. (The query fragments are loaded
+         * after the barrier: holding them across it made the compiler spill.) */
+        for (int i = tid; i < KEYS_PER_CHUNK * VECS; i += CONSUMERS) {
+            int row = i / VECS, v = i % VECS, key = k0 + row;
+            bool in = key < Tk;
+            size_t off = in ? (size_t)key * DH + v * 8 : 0;
+            cp_async16(Ks + row * LD + v * 8, kg + off, in);
+            cp_async16(Vs + row * LD + v * 8, vg + off, in);
         }
-#pragma unroll
-        for (int k = 0; k < KV_PER_THREAD; k++) {
-            int i = tid + k * CONSUMERS;
-            if (i < KEYS_PER_CHUNK * VECS) {
-                *reinterpret_cast<uint4 *>(Ks + (i / VECS) * LD + (i % VECS) * 8) = kx[k];
-                *reinterpret_cast<uint4 *>(Vs + (i / VECS) * LD + (i % VECS) * 8) = vx[k];
-            }
-        }
+        cp_async_wait_all();
         named_sync();
         if (u == (int)blockIdx.x) stamp(tr, TR_INPUTS);
         for (int mt = warp; mt < n_mt; mt += CONSUMER_WARPS) {
-            uint4 qx[Q_PER_LANE];
-            load_q_tile<DH>(p, b, mt, qx);
-#pragma unroll
-            for (int k = 0; k < Q_PER_LANE; k++) {
-                int i = lane + k * 32;
-                *reinterpret_cast<uint4 *>(Qw + (i / VECS) * LD + (i % VECS) * 8) = qx[k];
-            }
-            __syncwarp();
-            float s[4][4];
-            for (int n = 0; n < 4; n++)
-                for (int e = 0; e < 4; e++) s[n][e] = 0.0f;
-#pragma unroll
-            for (int ks = 0; ks < DH / 16; ks++) {
-                unsigned af[4];
-                ldsm_x4(smem_addr(Qw + (lane & 15) * LD + ks * 16 + (lane >> 4) * 8), af);
-#pragma unroll
-                for (int n = 0; n < 4; n++) {
-                    unsigned bf[2];
-                    ldsm_x2(smem_addr(Ks + (n * 8 + (lane & 7)) * LD + ks * 16 +
-                                      ((lane >> 3) & 1) * 8),
-                            bf);
-                    mma_bf16(s[n], af, bf[0], bf[1]);
-                }
-            }
-            /* mask (PI0_SPEC 2.5 suffix rule), chunk max and sum per query row */
-            float mx[2], sum[2];
-            for (int hr = 0; hr < 2; hr++) {
-                int qr = mt * 16 + g + hr * 8, tok = qr < QR ? qr / a.H : 0;
-                float m = -3.402823466e38f;
-                for (int n = 0; n < 4; n++)
-                    for (int e = 0; e < 2; e++) {
-                        bool valid = key_ok[n * 8 + 2 * t + e] & (tok > 0 ? 2 : 1);
-                        float &v = s[n][hr * 2 + e];
-                        if (!valid) v = MASKED_LOGIT;
-                        m = fmaxf(m, v);
-                    }
-                m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
-                m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-                float l = 0.0f;
-                for (int n = 0; n < 4; n++)
-                    for (int e = 0; e < 2; e++) {
-                        float &v = s[n][hr * 2 + e];
-                        v = expf(v - m);
-                        l += v;
-                    }
-                l += __shfl_xor_sync(0xffffffffu, l, 1);
-                l += __shfl_xor_sync(0xffffffffu, l, 2);
-                mx[hr] = m;
-                sum[hr] = l;
-            }
-            /* P as the A operand of P·V: the score tile's C layout is the A layout */
-            unsigned pa[2][4];
-            for (int kk = 0; kk < 2; kk++) {
-                pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-                pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-                pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-            }
-            float *out = a.part + ((size_t)(b * n_ch + ch) * QR) * DH;
-            for (int pass = 0; pass < PASSES; pass++) {
-                float o[DP / 8][4];
-                for (int n = 0; n < DP / 8; n++)
-                    for (int e = 0; e < 4; e++) o[n][e] = 0.0f;
-#pragma unroll
-                for (int nd = 0; nd < DP / 16; nd++)
-#pragma unroll
-                    for (int kk = 0; kk < 2; kk++) {
-                        unsigned bv[4];
-                        ldsm_x4_trans(smem_addr(Vs + (kk * 16 + (lane & 15)) * LD + pass * DP +
-                                                nd * 16 + (lane >> 4) * 8),
-                                      bv);
-                        mma_bf16(o[2 * nd], pa[kk], bv[0], bv[1]);
-                        mma_bf16(o[2 * nd + 1], pa[kk], bv[2], bv[3]);
-                    }
-                for (int hr = 0; hr < 2; hr++) {
-                    int qr = mt * 16 + g + hr * 8;
-                    if (qr >= QR) continue;
-                    for (int n = 0; n < DP / 8; n++)
-                        *reinterpret_cast<float2 *>(out + (size_t)qr * DH + pass * DP + n * 8 +
-                                                    2 * t) =
-                            make_float2(o[n][hr * 2], o[n][hr * 2 + 1]);
-                }
-            }
-            if (t == 0)
-                for (int hr = 0; hr < 2; hr++) {
-                    int qr = mt * 16 + g + hr * 8;
-                    if (qr < QR)
-                        *reinterpret_cast<float2 *>(ml + ((size_t)(b * n_ch + ch) * QR + qr) * 2) =
-                            make_float2(mx[hr], sum[hr]);
-                }
-            __syncwarp(); /* Qw is rewritten by the next tile */
+            unsigned qf[DH / 16][4];
+            load_q_frags<DH>(p, b, mt, qf);
+            attention_tile<DH>(p, b, ch, mt, qf, Ks, Vs, key_ok);
         }
         named_sync(); /* Ks, Vs are rewritten by the next unit */
     }
@@ -670,113 +675,6 @@ __device__ void merge_phase(const xstep_params &p) {
     }
 }
 
-/* ---- the denoising loop's own work (the whole-loop kernel) ------------------------------ */
-
-
-/* out[r, c] = act(sum_k x[r, k] w[c, k] + bias[c]) for the B*A action rows r and this CTA's
- * columns c (every gridDim.x-th), fp32 throughout as in the layer-by-layer glue. Row r of x is
- * x0[r, 0..K0) followed by the broadcast row x1[0..K1); the rows are staged in shared memory
- * with cp.async. A warp takes a column, its lanes split k. to_ys: write bf16 into ys rows
- * 1..A of each batch row, and the state token into row 0, instead of fp32 into out. */
-__device__ void loop_linear(const xstep_params &p, unsigned char *smem, const float *x0, int ld0,
-                            int K0, const float *x1, int K1, const float *w, const float *bias,
-                            int swish, float *out, bool to_ys) {
-    const pi0_xstep_args &a = p.a;
-    const pi0_xstep_loop &lp = a.loop;
-    int BA = a.B * lp.A, K = K0 + K1, W = a.W, G = gridDim.x;
-    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    float *xs = reinterpret_cast<float *>(smem + p.off_region); /* [BA][K] */
-    named_sync(); /* the previous phase is done with the region */
-    for (int i = tid; i < BA * K / 4; i += CONSUMERS) {
-        int r = i / (K / 4), k = (i % (K / 4)) * 4;
-        cp_async16(xs + (size_t)r * K + k, k < K0 ? x0 + (size_t)r * ld0 + k : x1 + (k - K0), true);
-    }
-    cp_async_wait_all();
-    named_sync();
-    for (int c = blockIdx.x + warp * G; c < W; c += CONSUMER_WARPS * G) {
-        float acc[LOOP_MAX_ROWS];
-        for (int r = 0; r < LOOP_MAX_ROWS; r++) acc[r] = 0.0f;
-        const float4 *wr = reinterpret_cast<const float4 *>(w + (size_t)c * K);
-        for (int k4 = lane; k4 < K / 4; k4 += 32 * BATCH) {
-            float4 wv[BATCH];
-#pragma unroll
-            for (int u = 0; u < BATCH; u++)
-                wv[u] = k4 + 32 * u < K / 4 ? __ldg(wr + k4 + 32 * u) : make_float4(0, 0, 0, 0);
-#pragma unroll
-            for (int u = 0; u < BATCH; u++) {
-                int k = (k4 + 32 * u) * 4;
-                if (k >= K) break;
-#pragma unroll
-                for (int r = 0; r < LOOP_MAX_ROWS; r++) {
-                    if (r >= BA) break;
-                    float4 xv = *reinterpret_cast<const float4 *>(xs + (size_t)r * K + k);
-                    acc[r] += xv.x * wv[u].x + xv.y * wv[u].y + xv.z * wv[u].z + xv.w * wv[u].w;
-                }
-            }
-        }
-#pragma unroll
-        for (int r = 0; r < LOOP_MAX_ROWS; r++)
-            for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
-        if (lane == 0) {
-            float bc = __ldg(bias + c);
-            for (int r = 0; r < BA; r++) {
-                float v = acc[r] + bc;
-                if (swish) v = v / (1.0f + expf(-v));
-                if (to_ys) {
-                    int b = r / lp.A, t = r % lp.A;
-                    a.ys[((size_t)b * a.S + 1 + t) * W + c] = __float2bfloat16(v);
-                } else {
-                    out[(size_t)r * W + c] = v;
-                }
-            }
-            if (to_ys)
-                for (int b = 0; b < a.B; b++)
-                    a.ys[(size_t)b * a.S * W + c] = __float2bfloat16(__ldg(lp.stok + (size_t)b * W + c));
-        }
-    }
-}
-
-/* After the last layer: per action row, the final RMSNorm (fp32 out), v = h · aout^T + b, and
- * the Euler update x_t += dt v (v_first on step 0). One CTA per row. */
-__device__ void loop_finish(const xstep_params &p, unsigned char *smem, int step) {
-    const pi0_xstep_args &a = p.a;
-    const pi0_xstep_loop &lp = a.loop;
-    int W = a.W, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    float *h = reinterpret_cast<float *>(smem + p.off_region); /* [W], then 8 warp sums */
-    float *sums = h + W;
-    for (int item = blockIdx.x; item < a.B * lp.A; item += gridDim.x) {
-        int b = item / lp.A, t = item % lp.A;
-        const bf16 *y = a.ys + ((size_t)b * a.S + 1 + t) * W;
-        named_sync(); /* the region is free */
-        float ss = 0.0f;
-        for (int i = tid; i < W; i += CONSUMERS) {
-            float x = __bfloat162float(__ldcg(y + i));
-            h[i] = x;
-            ss += x * x;
-        }
-        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        if (lane == 0) sums[warp] = ss;
-        named_sync();
-        float total = 0.0f;
-        for (int w = 0; w < CONSUMER_WARPS; w++) total += sums[w];
-        float inv_rms = rsqrtf(total / W + a.eps);
-        for (int i = tid; i < W; i += CONSUMERS) h[i] = h[i] * inv_rms * (1.0f + __ldg(lp.out_norm + i));
-        named_sync();
-        for (int j = warp; j < lp.Da; j += CONSUMER_WARPS) {
-            const float *wr = lp.aout_w + (size_t)j * W;
-            float acc = 0.0f;
-            for (int i = lane; i < W; i += 32) acc += h[i] * __ldg(wr + i);
-            for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-            if (lane == 0) {
-                float v = acc + __ldg(lp.aout_b + j);
-                size_t idx = ((size_t)b * lp.A + t) * lp.Da + j;
-                if (step == 0) lp.v_first[idx] = v;
-                lp.xt[idx] += lp.dt * v;
-            }
-        }
-    }
-}
-
 #endif /* XSTEP_HOPPER */
 
 #ifdef XSTEP_HOPPER
@@ -804,9 +702,7 @@ __device__ void expert_layers(const xstep_params &p, unsigned char *smem, unsign
 }
 #endif
 
-/* LOOP: the whole denoising loop in one launch (its own instantiations, so that its registers
- * do not weigh on the one-step kernel's). */
-template <int MT, int DH, bool LOOP>
+template <int MT, int DH>
 __global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_params p) {
 #ifdef XSTEP_HOPPER
     extern __shared__ __align__(128) unsigned char smem[];
@@ -823,30 +719,11 @@ __global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_par
         if (threadIdx.x == CONSUMERS) producer(p, smem);
         return;
     }
-    const pi0_xstep_args &a = p.a;
-    const pi0_xstep_loop &lp = a.loop;
     unsigned it = 0;
     int buf = 0;
     if (p.trace && blockIdx.x == 0 && threadIdx.x == 0)
-        p.trace[(size_t)a.depth * (6 * TR_PER_PHASE + 1)] = now_ns();
-    if constexpr (!LOOP) {
-        expert_layers<MT, DH>(p, smem, it, buf);
-        return;
-    } else {
-        for (int step = 0; step < lp.n_steps; step++) {
-            /* the suffix embedding of x_t at this step's time */
-            loop_linear(p, smem, lp.xt, lp.Da, lp.Da, NULL, 0, lp.ain_w, lp.ain_b, 0, lp.sa, false);
-            grid_sync(a.barrier, NULL);
-            loop_linear(p, smem, lp.sa, a.W, a.W, lp.temb + (size_t)step * a.W, a.W, lp.tin_w,
-                        lp.tin_b, 1, lp.smid, false);
-            grid_sync(a.barrier, NULL);
-            loop_linear(p, smem, lp.smid, a.W, a.W, NULL, 0, lp.tout_w, lp.tout_b, 0, NULL, true);
-            grid_sync(a.barrier, NULL);
-            expert_layers<MT, DH>(p, smem, it, buf);
-            loop_finish(p, smem, step);
-            if (step + 1 < lp.n_steps) grid_sync(a.barrier, NULL);
-        }
-    }
+        p.trace[(size_t)p.a.depth * (6 * TR_PER_PHASE + 1)] = now_ns();
+    expert_layers<MT, DH>(p, smem, it, buf);
 #else
     __trap(); /* built without sm_90 code: pi0_xstep_supported said no, never launched */
 #endif
@@ -868,17 +745,9 @@ __global__ void rope_table_kernel(float *rope, const int32_t *n_valid, int S, in
 typedef void (*kernel_fn)(const xstep_params);
 
 static kernel_fn kernel_for(int MT, int DH) {
-#define K_(mt, dh) if (MT == mt && DH == dh) return expert_step_kernel<mt, dh, false>
+#define K_(mt, dh) if (MT == mt && DH == dh) return expert_step_kernel<mt, dh>
     K_(1, 256); K_(2, 256); K_(3, 256); K_(4, 256);
     K_(1, 16); K_(2, 16); K_(3, 16); K_(4, 16);
-#undef K_
-    return NULL;
-}
-
-/* The whole-loop variant exists for the row-tile counts B*A <= LOOP_MAX_ROWS can give. */
-static kernel_fn loop_kernel_for(int MT, int DH) {
-#define K_(mt, dh) if (MT == mt && DH == dh) return expert_step_kernel<mt, dh, true>
-    K_(1, 256); K_(2, 256); K_(1, 16); K_(2, 16);
 #undef K_
     return NULL;
 }
@@ -896,7 +765,8 @@ extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int 
     int major = 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
         return 0;
-    if (major < 9 || rows < 1 || rows > PI0_XSTEP_MAX_ROWS || W < 32 || W % 32 || F % W || F % 4 ||
+    if (major < 9 || rows < 1 || rows > PI0_XSTEP_MAX_ROWS || W < 32 || W % 32 ||
+        W > MAX_NORM_WIDTH || F % W || F % 4 ||
         (H * Dh) % W || (H * Dh) < W)
         return 0;
     int MT = (rows + 15) / 16;
@@ -924,9 +794,9 @@ extern "C" pi0_status pi0_xstep_rope_cuda(float *rope, const int32_t *n_valid, i
 
 /* PI0_XSTEP_TRACE=1 in the environment: after every launch outside graph capture, print where
  * CTA 0's time went per phase (print_trace; it synchronizes). A development aid, read once.
- * It also keeps the denoising loop out of the kernel, so that the trace shows one step. The
- * variants measured and dropped (fewer CTAs, fewer ring slots, full fences at the barrier, K
- * split over the warps in every phase, cp.async inputs) are in docs/BENCHMARKS.md. */
+ * The variants measured and dropped (fewer CTAs, fewer ring slots, full fences at the barrier, K
+ * split over the warps in every phase, cp.async inputs, the whole denoising loop and its glue
+ * in one launch) are in docs/BENCHMARKS.md. */
 static int trace_wanted() {
     static int v = -1;
     if (v < 0) {
@@ -972,24 +842,13 @@ static pi0_status print_trace(const unsigned long long *dev, const xstep_params 
     return PI0_OK;
 }
 
-extern "C" int pi0_xstep_loop_wanted(int device, int B, int A, int W, int Dh, int Da) {
-    int MT = (B * (A + 1) + 15) / 16;
-    if (trace_wanted() || B * A > LOOP_MAX_ROWS || W % 4 || Da % 4 ||
-        !loop_kernel_for(MT, Dh))
-        return 0;
-    smem_plan sp = plan_smem(MT, Dh, W, max_smem(device));
-    /* loop_linear stages B*A rows of 2W floats; loop_finish W + 8 floats */
-    return (size_t)B * A * 2 * W * sizeof(float) <= sp.off_ring - sp.off_region &&
-           (size_t)(W + 8) * sizeof(float) <= sp.off_ring - sp.off_region;
-}
-
 extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream,
                                     pi0_error *err) {
     int device = 0, n_sm = 0;
     CUDA_TRY(cudaGetDevice(&device));
     CUDA_TRY(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device));
     int R = a->B * a->S, MT = (R + 15) / 16;
-    kernel_fn k = a->loop.n_steps > 0 ? loop_kernel_for(MT, a->Dh) : kernel_for(MT, a->Dh);
+    kernel_fn k = kernel_for(MT, a->Dh);
     smem_plan sp = plan_smem(MT, a->Dh, a->W, max_smem(device));
     if (!k || R > PI0_XSTEP_MAX_ROWS || sp.n_slots < 2)
         return pi0_fail(err, PI0_ERR_UNSUPPORTED,

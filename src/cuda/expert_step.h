@@ -28,23 +28,6 @@ typedef struct {
     bf16 *kc, *vc;          /* this layer's KV cache [B, kv_stride]: P prefix rows, then S */
 } pi0_xstep_layer;
 
-/* The denoising loop around the layers, for launches that run every step (PI0_OPT_FUSED_LOOP): the suffix embedding (PI0_SPEC 2.7), the final norm, action_out_proj and
- * the Euler update, all in fp32 like model_cuda.cu's glue kernels. */
-typedef struct {
-    int n_steps;                  /* 0: this launch is one step and the caller runs the loop */
-    float dt;
-    int A, Da;                    /* horizon, action dim */
-    const float *temb;            /* [n_steps, W] time embedding of each step */
-    float *xt, *v_first;          /* [B, A, Da]: x_t (starts as the noise), first velocity */
-    const float *stok;            /* [B, W] state token */
-    const float *ain_w, *ain_b;   /* [W, Da], [W] */
-    const float *tin_w, *tin_b;   /* [W, 2W], [W] */
-    const float *tout_w, *tout_b; /* [W, W], [W] */
-    const float *out_norm;        /* [W] the expert's final RMSNorm scales */
-    const float *aout_w, *aout_b; /* [Da, W], [Da] */
-    float *sa, *smid;             /* scratch [B*A, W] each */
-} pi0_xstep_loop;
-
 typedef struct {
     const pi0_xstep_layer *layers; /* device array [depth] */
     int depth, W, F, H, Dh;
@@ -61,17 +44,12 @@ typedef struct {
     const int32_t *n_valid;        /* [B] suffix positions start here */
     const float *rope;             /* [B*S, Dh/2, 2] from pi0_xstep_rope_cuda */
     unsigned *barrier;             /* one word, zeroed once before the first launch */
-    pi0_xstep_loop loop;           /* n_steps == 0 unless pi0_xstep_loop_wanted */
 } pi0_xstep_args;
 
 /* 1 when this device and these shapes can take the fused step (compute capability 9.0+, at
  * most PI0_XSTEP_MAX_ROWS suffix rows, head dim 16 or 256, widths that tile); 0 means use the layer-by-layer
  * path. Never fails: a CUDA error while asking also answers 0. */
 int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows);
-
-/* 1 when these shapes fit the whole-loop kernel (B*A <= 16 action rows, and not tracing): then
- * one launch with loop.n_steps set runs the whole denoising loop. */
-int pi0_xstep_loop_wanted(int device, int B, int A, int W, int Dh, int Da);
 
 /* Floats of scratch `part` needs for `rows` = B*S suffix rows whose attention sees at most
  * `keys` = P + S keys. */

@@ -5,8 +5,7 @@
  * the .cu files of ../ops beside their CPU references. One run is: vision -> prefill -> n Euler
  * steps; with PI0_OPT_GRAPH it is captured once per shape into a CUDA graph and replayed, and
  * with PI0_OPT_FUSED_EXPERT (small batches, Hopper) each step's expert layers are one
- * persistent kernel (expert_step.cu) instead of gemma_block's ~11 launches per layer; with
- * PI0_OPT_FUSED_LOOP too (batch 1), one launch of it runs every step and the glue between.
+ * persistent kernel (expert_step.cu) instead of gemma_block's ~11 launches per layer.
  * Not here: input checks (pi0.c), prefix masks and the time table (prefix.c, schedule.c).
  *
  * Legend: B batch, Ck kept cameras, N image tokens per camera, L prompt slots, P = Ck*N + L
@@ -561,10 +560,8 @@ static pi0_status stage_prefill(cuda_state *st, const pi0_dims *d, pi0_error *er
     return PI0_OK;
 }
 
-/* All expert layers of one denoising step in one launch (expert_step.h); with whole_loop, every
- * step and its glue (suffix embedding, final norm, action projection, Euler update). */
-static pi0_status expert_step_fused(cuda_state *st, const pi0_dims *d, int whole_loop,
-                                    pi0_error *err) {
+/* All expert layers of one denoising step in one launch (expert_step.h). */
+static pi0_status expert_step_fused(cuda_state *st, const pi0_dims *d, pi0_error *err) {
     const pi0_gemma_dims *e = &d->expert;
     pi0_xstep_args a;
     memset(&a, 0, sizeof a);
@@ -576,14 +573,6 @@ static pi0_status expert_step_fused(cuda_state *st, const pi0_dims *d, int whole
     a.ys = st->ys; a.q = st->q; a.o = st->o; a.act = st->mlp; a.part = st->xpart;
     a.pad = st->pad; a.pad_ld = st->P; a.n_valid = st->n_valid; a.rope = st->xrope;
     a.barrier = st->xbarrier;
-    if (whole_loop) {
-        pi0_xstep_loop *lp = &a.loop;
-        lp->n_steps = st->cur.n; lp->dt = st->dt; lp->A = st->cur.A; lp->Da = d->action_dim;
-        lp->temb = st->temb; lp->xt = st->xt; lp->v_first = st->v_first; lp->stok = st->stok;
-        lp->ain_w = st->ain_w; lp->ain_b = st->ain_b; lp->tin_w = st->tin_w; lp->tin_b = st->tin_b;
-        lp->tout_w = st->tout_w; lp->tout_b = st->tout_b; lp->out_norm = st->exp_norm;
-        lp->aout_w = st->aout_w; lp->aout_b = st->aout_b; lp->sa = st->sa; lp->smid = st->smid;
-    }
     return pi0_xstep_run(&a, st->stream, err);
 }
 
@@ -611,11 +600,6 @@ static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *
     if (fused)
         PI0_STATUS_TRY(pi0_xstep_rope_cuda(st->xrope, st->n_valid, B, S, d->expert.head_dim, s,
                                            err));
-    if (fused && st->cur.n > 0 && (st->flags & PI0_OPT_FUSED_LOOP) &&
-        pi0_xstep_loop_wanted(st->dev, B, A, De, d->expert.head_dim, Da)) {
-        if (expert_step_fused(st, d, 1, err) == PI0_OK) return PI0_OK;
-        fused = xstep_refused(st);
-    }
     for (int k = 0; k < st->cur.n; k++) {
         /* suffix embedding in fp32 (PI0_SPEC 2.7): [action_in(x_t), temb(t_k)] -> MLP */
         PI0_STATUS_TRY(mm32(st, st->sa, st->xt, Da, st->ain_w, BA, De, Da, err));
@@ -627,7 +611,7 @@ static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *
         PI0_STATUS_TRY(mm32(st, st->sact, st->smid, De, st->tout_w, BA, De, De, err));
         PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->sact, st->tout_b, BA, De, 0, s, err));
         PI0_STATUS_TRY(pi0_suffix_assemble_cuda(st->ys, st->stok, st->sact, B, A, De, s, err));
-        if (fused && expert_step_fused(st, d, 0, err) != PI0_OK) fused = xstep_refused(st);
+        if (fused && expert_step_fused(st, d, err) != PI0_OK) fused = xstep_refused(st);
         if (!fused)
             for (int l = 0; l < d->expert.depth; l++)
                 PI0_STATUS_TRY(gemma_block(st, &st->exp[l], &d->expert, l, st->ys, S, 1, 0, err));
