@@ -54,6 +54,7 @@ struct xstep_params {
     int R, QR, Tk, n_chunks;   /* rows, query rows per batch row, keys, key chunks per row */
     int n_slots;               /* ring slots */
     unsigned off_scratch, off_region, off_ring; /* byte offsets in dynamic shared memory */
+    int max_qsplit;            /* PI0_XSTEP_QSPLIT: CTAs sharing a key chunk at most, 0 = auto */
     unsigned long long *trace; /* PI0_XSTEP_TRACE: CTA 0's times (trace_at), NULL normally */
 };
 
@@ -598,8 +599,13 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
     bf16 *Ks = reinterpret_cast<bf16 *>(smem + p.off_region), *Vs = Ks + KEYS_PER_CHUNK * LD;
     unsigned char *key_ok = reinterpret_cast<unsigned char *>(Vs + KEYS_PER_CHUNK * LD);
     int n_mt = (p.QR + 15) / 16, n_ch = p.n_chunks, Tk = p.Tk, P = a.P;
-    for (int u = blockIdx.x; u < a.B * n_ch; u += gridDim.x) {
-        int b = u / n_ch, ch = u % n_ch, k0 = ch * KEYS_PER_CHUNK;
+    /* With fewer chunks than CTAs, qsplit CTAs share a chunk's query tiles (each loading its
+     * K and V): CTA qs of the chunk takes tiles qs + qsplit * (warp + 8i). */
+    int qsplit = p.max_qsplit > 0 ? p.max_qsplit : (int)gridDim.x / (a.B * n_ch);
+    qsplit = qsplit < 1 ? 1 : qsplit > n_mt ? n_mt : qsplit;
+    for (int u = blockIdx.x; u < a.B * n_ch * qsplit; u += gridDim.x) {
+        int qs = u % qsplit, b = u / qsplit / n_ch, ch = u / qsplit % n_ch;
+        int k0 = ch * KEYS_PER_CHUNK;
         const bf16 *kg = L.kc + (size_t)b * a.kv_stride, *vg = L.vc + (size_t)b * a.kv_stride;
         /* K and V rows of the chunk (keys past the end: zeros, never NaN garbage), and which
          * query tokens may see each key (bit 0: the state token, bit 1: action tokens) */
@@ -623,7 +629,7 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
         cp_async_wait_all();
         named_sync();
         if (u == (int)blockIdx.x) stamp(tr, TR_INPUTS);
-        for (int mt = warp; mt < n_mt; mt += CONSUMER_WARPS) {
+        for (int mt = qs + qsplit * warp; mt < n_mt; mt += qsplit * CONSUMER_WARPS) {
             unsigned qf[DH / 16][4];
             load_q_frags<DH>(p, b, mt, qf);
             attention_tile<DH>(p, b, ch, mt, qf, Ks, Vs, key_ok);
@@ -633,13 +639,13 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
 }
 
 /* MERGE: o[b, qr, :] = sum_c e^(m_c - M) O_c / sum_c e^(m_c - M) l_c, M = max_c m_c, in one
- * pass that rescales when a larger m_c comes (chunks read 8 at a time). A chunk whose keys are
+ * pass that rescales when a larger m_c comes (chunks read CB at a time). A chunk whose keys are
  * all masked has m_c = MASKED_LOGIT and weighs exactly zero (the state token's own key is
  * always valid, so M is a real logit). */
 template <int DH>
 __device__ void merge_phase(const xstep_params &p) {
     const pi0_xstep_args &a = p.a;
-    constexpr int CB = 8;
+    constexpr int CB = 26; /* chunks in flight at once: all of the benchmark's 17 or 25 */
     int QR = p.QR, n_ch = p.n_chunks;
     const float2 *ml = reinterpret_cast<const float2 *>(a.part + (size_t)a.B * n_ch * QR * DH);
     for (int item = blockIdx.x; item < a.B * QR; item += gridDim.x) {
@@ -806,6 +812,17 @@ static int trace_wanted() {
     return v;
 }
 
+/* PI0_XSTEP_QSPLIT=n: at most n CTAs share one key chunk's query tiles (1 = one CTA per chunk). */
+static int env_qsplit() {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("PI0_XSTEP_QSPLIT");
+        v = e ? atoi(e) : 0;
+        if (v < 0) v = 0;
+    }
+    return v;
+}
+
 /* PI0_XSTEP_TRACE: CTA 0's view of one step, averaged over layers. Per phase: from the previous
  * barrier to its inputs in shared memory (activation chunk or K/V), to its first weight slot,
  * to its arrival at the barrier (total work), and the wait there (the slowest CTA plus the
@@ -865,6 +882,7 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     p.off_scratch = sp.off_scratch;
     p.off_region = sp.off_region;
     p.off_ring = sp.off_ring;
+    p.max_qsplit = env_qsplit();
     static unsigned long long *trace_buf; /* a development aid: allocated once, kept */
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     CUDA_TRY(cudaStreamIsCapturing(stream, &capturing));
