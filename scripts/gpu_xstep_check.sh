@@ -36,9 +36,6 @@ timeout 240 "$BUILD_DIR/test_cuda_model" 2>&1 | grep -E "^FAIL|failure" | tee -a
 log "== trace of one step"
 PI0_XSTEP_TRACE=1 timeout 60 "$PI0" bench --backend cuda --skip-masked --no-graph --warmup 2 \
     --iters 1 2>&1 | grep "xstep trace" | tail -1 | tee -a "$LOG"
-log "== trace of one step, one CTA per key chunk"
-PI0_XSTEP_QSPLIT=1 PI0_XSTEP_TRACE=1 timeout 60 "$PI0" bench --backend cuda --skip-masked --no-graph \
-    --warmup 2 --iters 1 2>&1 | grep "xstep trace" | tail -1 | tee -a "$LOG"
 
 # name|bench flags
 VARIANTS=(
@@ -46,9 +43,6 @@ VARIANTS=(
     "default_noskip|--no-skip-masked"
     "layer_by_layer|--skip-masked --no-fused-expert"
 )
-log "== one CTA per key chunk"
-PI0_XSTEP_QSPLIT=1 timeout 90 "$PI0" bench --backend cuda --skip-masked \
-    --json "$JSON_DIR/headline_qsplit1.json" >>"$LOG" 2>&1
 for v in "${VARIANTS[@]}"; do
     IFS='|' read -r name flags <<<"$v"
     read -r -a F <<<"$flags"
