@@ -42,6 +42,8 @@ constexpr int CONSUMERS = CONSUMER_WARPS * 32;
 constexpr int THREADS = CONSUMERS + 32;   /* + one producer warp */
 constexpr int KEYS_PER_CHUNK = 32;
 constexpr int MAX_SLOTS = CONSUMER_WARPS; /* see gemm_phase_run: one-chunk tiles go slot by warp */
+constexpr int BATCH = 4;                  /* uint4 loads a lane has in flight per row */
+constexpr int MAX_NORM_WIDTH = 32 * BATCH * 8; /* the widest row load_activations normalizes */
 
 enum { PH_QKV, PH_O, PH_GU, PH_DOWN, N_GEMM_PHASES };
 
@@ -206,8 +208,6 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
  * Every load a warp makes here is issued before the first is used: each phase's critical path
  * is a handful of L2 round trips, and a loop that waits for one load before issuing the next
  * multiplies them. */
-constexpr int BATCH = 4;                          /* uint4 loads a lane has in flight per row */
-constexpr int MAX_NORM_WIDTH = 32 * BATCH * 8;    /* the widest row the RMSNorm load holds */
 
 template <int MT>
 __device__ void load_activations(const xstep_params &p, const pi0_xstep_layer &L, int ph, int c,
