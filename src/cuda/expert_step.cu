@@ -752,8 +752,8 @@ typedef void (*kernel_fn)(const xstep_params);
 
 static kernel_fn kernel_for(int MT, int DH) {
 #define K_(mt, dh) if (MT == mt && DH == dh) return expert_step_kernel<mt, dh>
-    K_(1, 256); K_(2, 256); K_(3, 256); K_(4, 256);
-    K_(1, 16); K_(2, 16); K_(3, 16); K_(4, 16);
+    K_(1, 256); K_(2, 256);
+    K_(1, 16); K_(2, 16);
 #undef K_
     return NULL;
 }

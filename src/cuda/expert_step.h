@@ -16,7 +16,10 @@
 extern "C" {
 #endif
 
-enum { PI0_XSTEP_MAX_ROWS = 64 }; /* suffix rows (B * S) the fused step takes */
+/* Suffix rows (B * S) the fused step takes: two MMA row tiles (batch 1-2 at horizon 10). With
+ * three or four the layer-by-layer path measured faster on the H200 (batch 3: 28.2 against
+ * 27.8 ms, batch 4: 34.1 against 32.9, batch 5: 43.3 against 38.3; docs/BENCHMARKS.md). */
+enum { PI0_XSTEP_MAX_ROWS = 32 };
 
 typedef struct {
     const bf16 *wqkv;       /* [(H+2)*Dh, W]: q rows, then k, then v */

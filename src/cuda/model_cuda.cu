@@ -117,7 +117,7 @@ typedef struct {
     float *xrope;         /* its RoPE table [rows, Dh/2, 2] */
     unsigned *xbarrier;   /* its grid barrier word */
     pi0_xstep_layer *xlayers; /* [depth] on the device: the expert's weights and KV cache */
-    int xstep_ok[5];      /* [MT]: the fused step runs for ceil(B*S/16) == MT row tiles */
+    int xstep_ok[PI0_XSTEP_MAX_ROWS / 16 + 1]; /* [MT]: fused step for MT = ceil(B*S/16) */
 
     /* pinned host staging for uploads */
     void *pinned;
@@ -702,7 +702,7 @@ static pi0_status xstep_setup(cuda_state *st, const pi0_dims *d, pi0_error *err)
     free(host);
     CUDA_TRY(ce);
     int max_rows = st->Bm * st->Sm < PI0_XSTEP_MAX_ROWS ? st->Bm * st->Sm : PI0_XSTEP_MAX_ROWS;
-    for (int mt = 1; mt <= 4; mt++)
+    for (int mt = 1; mt <= PI0_XSTEP_MAX_ROWS / 16; mt++)
         st->xstep_ok[mt] = (mt - 1) * 16 < max_rows &&
                            pi0_xstep_supported(st->dev, e->width, e->mlp_dim, e->num_heads,
                                                e->head_dim, mt * 16);
