@@ -50,8 +50,9 @@ typedef struct {
 } pi0_xstep_args;
 
 /* 1 when this device and these shapes can take the fused step (compute capability 9.0+, at
- * most PI0_XSTEP_MAX_ROWS suffix rows, head dim 16 or 256, widths that tile); 0 means use the layer-by-layer
- * path. Never fails: a CUDA error while asking also answers 0. */
+ * most PI0_XSTEP_MAX_ROWS suffix rows, head dim 16 or 256, widths that tile, expert width at most
+ * 1024); 0 means use the layer-by-layer path. Never fails: a CUDA error while asking also
+ * answers 0. */
 int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows);
 
 /* Floats of scratch `part` needs for `rows` = B*S suffix rows whose attention sees at most
