@@ -7,7 +7,8 @@
  *
  * Per layer, six phases separated by grid barriers:
  *   QKV   h = rmsnorm(ys); q|k|v = h · Wqkv^T; RoPE; q to scratch, k and v to the KV cache
- *   ATT   per (batch row, chunk of 32 keys): scores, masked softmax pieces, P·V partials
+ *   ATT   per (batch row, chunk of 32 keys, share of the query tiles): scores, masked softmax
+ *         pieces, P·V partials
  *   MERGE partials -> o
  *   O     ys += o · Wo^T
  *   GU    h = rmsnorm(ys); act = gelu(h · Wgate^T) * (h · Wup^T)
@@ -205,10 +206,9 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
 
 /* The activation chunk c of a GEMM phase into shared memory as MT*16 rows of W (+8 padding
  * so ldmatrix rows fall in different banks); rows >= R are zero. QKV and GU apply RMSNorm.
- * Every load a warp makes here is issued before the first is used: each phase's critical path
- * is a handful of L2 round trips, and a loop that waits for one load before issuing the next
- * multiplies them. */
-
+ * Loads are issued together, BATCH or more per thread, before the first is used: each phase's
+ * critical path is a handful of L2 round trips, and a loop that waits for one load before
+ * issuing the next multiplies them. */
 template <int MT>
 __device__ void load_activations(const xstep_params &p, const pi0_xstep_layer &L, int ph, int c,
                                  bf16 *A) {
