@@ -16,7 +16,10 @@ mkdir -p "$OUT"
 LOG=$OUT/xstep.log
 : >"$LOG"
 # the per-run JSON stays here: only a few files may come back from $OUT, the log summarizes them
-JSON_DIR=${JSON_DIR:-$(mktemp -d)}
+if [ -z "${JSON_DIR:-}" ]; then
+    JSON_DIR=$(mktemp -d)
+    trap 'rm -rf "$JSON_DIR"' EXIT
+fi
 export PI0_CUDA_ARCHS=${PI0_CUDA_ARCHS:-90a}
 # shellcheck source=scripts/gpu_build.sh
 if ! source scripts/gpu_build.sh >"$OUT/build.log" 2>&1; then

@@ -277,10 +277,35 @@ static int check_threads(const char *test, const golden_case *c, int unused) {
 
 static bool test_threads(void) { return for_each_case("threads", check_threads, 0) == 0; }
 
+/* A case's first row alone, as a batch of 1, reproduces the reference's first row: rows never
+ * see each other (test_cuda_model takes batch-1 cases from the goldens this way). */
+static int check_first_row(const char *test, const golden_case *c, int skip) {
+    if (c->in.batch < 2) return 0;
+    golden_case one = *c;
+    one.in.batch = 1;
+    run_out r = { 0 };
+    int fails;
+    if (run_case(&one, skip, 0, &r) != 0) {
+        printf("FAIL %-7s %s: could not run its first row\n", test, c->name);
+        fails = 1;
+    } else {
+        size_t n_x = (size_t)c->in.horizon * c->Da;
+        fails = verdict(test, c->name, "row 0 alone: actions",
+                        test_rel_l2(r.actions, c->ref_actions, n_x), TOL);
+        fails += verdict(test, c->name, "row 0 alone: v_first",
+                         test_rel_l2(r.v_first, c->ref_v_first, n_x), TOL);
+    }
+    run_free(&r);
+    return fails;
+}
+
+static bool test_first_row(void) { return for_each_case("row0", check_first_row, 1) == 0; }
+
 static const test_row tests[] = {
     { "skip", test_skip },       /* skip_masked_cameras on (the default) */
     { "noskip", test_noskip },   /* every camera through SigLIP, as openpi does */
     { "threads", test_threads }, /* 1 and 2 threads give identical bits */
+    { "row0", test_first_row },  /* a case's first row alone gives its reference's first row */
 };
 
 int main(int argc, char **argv) {

@@ -781,7 +781,15 @@ extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int 
     cudaFuncAttributes attr;
     if (cudaFuncGetAttributes(&attr, k) != cudaSuccess) return 0;
     if (attr.ptxVersion < 90) return 0; /* only the portable sm_80 copy exists for this GPU */
-    return plan_smem(MT, Dh, W, max_smem(device)).n_slots >= 2;
+    smem_plan sp = plan_smem(MT, Dh, W, max_smem(device));
+    if (sp.n_slots < 2) return 0;
+    /* the kernel's shared-memory size is set here, once, for every later launch */
+    int per_sm = 0;
+    return cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sp.total) ==
+               cudaSuccess &&
+           cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, THREADS, sp.total) ==
+               cudaSuccess &&
+           per_sm >= 1;
 }
 
 extern "C" size_t pi0_xstep_part_floats(int rows, int keys, int H, int Dh) {
@@ -881,12 +889,6 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
         CUDA_TRY(cudaMemsetAsync(trace_buf, 0, n * sizeof *trace_buf, stream));
         if (a->depth <= 64) p.trace = trace_buf;
     }
-    CUDA_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sp.total));
-    int per_sm = 0;
-    CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, THREADS, sp.total));
-    if (per_sm < 1)
-        return pi0_fail(err, PI0_ERR_DEVICE, "fused expert step: %u bytes of shared memory do "
-                        "not fit one block per SM", sp.total);
 
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(n_sm);

@@ -51,8 +51,9 @@ typedef struct {
 
 /* 1 when this device and these shapes can take the fused step (compute capability 9.0+, at
  * most PI0_XSTEP_MAX_ROWS suffix rows, head dim 16 or 256, widths that tile, expert width at most
- * 1024); 0 means use the layer-by-layer path. Never fails: a CUDA error while asking also
- * answers 0. */
+ * 1024, one block per SM fits), after setting the kernel's shared-memory size for every later
+ * pi0_xstep_run; 0 means use the layer-by-layer path. Never fails: a CUDA error while asking
+ * also answers 0. */
 int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows);
 
 /* Floats of scratch `part` needs for `rows` = B*S suffix rows whose attention sees at most
@@ -64,7 +65,8 @@ size_t pi0_xstep_part_floats(int rows, int keys, int H, int Dh);
 pi0_status pi0_xstep_rope_cuda(float *rope, const int32_t *n_valid, int B, int S, int Dh,
                                cudaStream_t stream, pi0_error *err);
 
-/* Runs all a->depth layers on `stream` (one cooperative launch). */
+/* Runs all a->depth layers on `stream` (one cooperative launch), for shapes that
+ * pi0_xstep_supported accepted. */
 pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream, pi0_error *err);
 
 #ifdef __cplusplus
