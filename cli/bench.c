@@ -41,6 +41,12 @@ static const opt_switch opt_switches[] = {
       "bias, GELU and residual adds as separate kernels" },
     { PI0_OPT_FUSED_EXPERT, "fused-expert", "--no-fused-expert", "persistent expert-step kernel",
       "run the expert layer by layer instead of one persistent kernel per denoising step" },
+    { PI0_OPT_FUSED_GLUE, "fused-glue", "--no-fused-glue", "fused denoising-step glue",
+      "the suffix embedding, final norm, action projection and Euler update through cuBLAS "
+      "and small kernels (12 launches a step instead of 2)" },
+    { PI0_OPT_FUSED_PREFIX_ATTN, "fused-prefix-attention", "--no-fused-prefix-attention",
+      "fused prefix attention",
+      "prefix attention as scores GEMM, softmax and P·V GEMM instead of one kernel" },
 };
 enum { N_OPT_SWITCHES = (int)(sizeof opt_switches / sizeof opt_switches[0]) };
 

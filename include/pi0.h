@@ -90,6 +90,10 @@ enum {
     PI0_OPT_GEMM_EPILOGUE = 1u << 2, /* bias, GELU and residual adds fused into the GEMMs */
     PI0_OPT_FUSED_EXPERT  = 1u << 3, /* small batches: each denoising step's expert layers as one
                                         persistent kernel (Hopper) */
+    PI0_OPT_FUSED_GLUE    = 1u << 4, /* small batches: the suffix embedding, final norm, action
+                                        projection and Euler update in 2 launches a step, not 12 */
+    PI0_OPT_FUSED_PREFIX_ATTN = 1u << 5, /* the prefix's attention as one kernel with an online
+                                            softmax, no score matrix (Hopper: shared memory) */
     PI0_OPT_ALL           = 0xffffffffu,
 };
 

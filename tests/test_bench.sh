@@ -96,8 +96,8 @@ check_json "no-skip recorded" "j['workload']['skip_masked'] == False and j['head
 
 # ---- ladder (CPU ignores the PI0_OPT flags; this checks the plumbing) ----------------------
 if run_bench "$TMP/lad.log" --iters 2 --warmup 0 --ladder --no-gemm-epilogue --json "$TMP/lad.json"; then
-    check_json "ladder: all on, the 3 switches left on, skip" "
-[r['config'].split(' (')[0] for r in j['ladder']] == ['all on', 'without CUDA graph', 'without fused q/k/v and gate/up projections', 'without persistent expert-step kernel', 'without masked-camera skip'] and j['ladder'][0]['delta_ms'] == 0 and j['ladder'][-1]['skip_masked'] == False" \
+    check_json "ladder: all on, the switches left on, skip" "
+[r['config'].split(' (')[0] for r in j['ladder']] == ['all on', 'without CUDA graph', 'without fused q/k/v and gate/up projections', 'without persistent expert-step kernel', 'without fused denoising-step glue', 'without fused prefix attention', 'without masked-camera skip'] and j['ladder'][0]['delta_ms'] == 0 and j['ladder'][-1]['skip_masked'] == False" \
         "$TMP/lad.json"
 else
     fail "ladder exits $?"; cat "$TMP/lad.log"

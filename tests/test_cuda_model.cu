@@ -199,7 +199,8 @@ static void test_golden(void) {
     /* batch 1 at horizon 10: one 16-row tile, the fused expert step's smallest shape */
     golden_case("b2_masks_h10", "model_tiny_h10", 1, 1, PI0_OPT_ALL, "all-opts");
     golden_case("b3_mixed_steps5", "model_tiny_h10", 0, 1,
-                PI0_OPT_ALL & ~(PI0_OPT_FUSED_PROJ | PI0_OPT_GEMM_EPILOGUE | PI0_OPT_FUSED_EXPERT),
+                PI0_OPT_ALL & ~(PI0_OPT_FUSED_PROJ | PI0_OPT_GEMM_EPILOGUE | PI0_OPT_FUSED_EXPERT |
+                                PI0_OPT_FUSED_GLUE | PI0_OPT_FUSED_PREFIX_ATTN),
                 "unfused");
     golden_case("b2_masks_h10", "model_tiny_h10", 0, 0, PI0_OPT_ALL & ~PI0_OPT_GRAPH, "no-graph");
 }

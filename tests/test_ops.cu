@@ -7,7 +7,8 @@
  * relative L2. The limit 2^-8 leaves a factor 2 for fp32 summation order and transcendental
  * functions (both ~1e-6), never for a wrong formula (wrong pairing, mask or gain: > 1e-1).
  * Usage: test_ops [--seed N] [name-substring] | test_ops --bench (timings: the model's GEMM
- * shapes, heuristic's first algorithm vs autotuned plan; fused vs unfused SigLIP attention). */
+ * shapes, heuristic's first algorithm vs autotuned plan; fused vs unfused SigLIP and prefix
+ * attention). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,13 +106,18 @@ static void run_rmsnorm(const char *name, const int *a) {
     size_t n = (size_t)rows * dim;
     float *x = host_rand(n, 3.0f), *s = host_rand(dim, 0.5f), *ref = (float *)malloc(n * 4);
     pi0_rmsnorm_cpu(ref, x, s, rows, dim, 1e-6f);
-    bf16 *dx = dev_bf16(x, n), *dy = dev_bf16(x, n);
+    /* a[2]: fp32 output (the final norm of the denoising step), only fp32 rounding then */
+    int y_f32 = a[2];
+    bf16 *dx = dev_bf16(x, n);
+    void *dy = y_f32 ? (void *)dev_f32(NULL, n) : (void *)dev_bf16(x, n);
     float *ds = dev_f32(s, dim);
     pi0_error err;
-    pi0_status st = pi0_rmsnorm_cuda(dy, 0, dx, ds, rows, dim, 1e-6f, 0, &err);
+    pi0_status st = pi0_rmsnorm_cuda(dy, y_f32, dx, ds, rows, dim, 1e-6f, 0, &err);
     cudaDeviceSynchronize();
-    float *got = get_bf16(dy, n, dim, dim);
-    verdict(name, got, ref, n, ONE_ROUNDING, st ? err.msg : NULL);
+    float *got = (float *)malloc(n * sizeof(float));
+    if (y_f32) cudaMemcpy(got, dy, n * sizeof(float), cudaMemcpyDeviceToHost);
+    else { free(got); got = get_bf16(dy, n, dim, dim); }
+    verdict(name, got, ref, n, y_f32 ? 1e-5 : ONE_ROUNDING, st ? err.msg : NULL);
     free(x); free(s); free(ref); free(got);
     cudaFree(dx); cudaFree(dy); cudaFree(ds);
 }
@@ -331,6 +337,99 @@ static void run_attention_vit(const char *name, const int *a) {
     cudaFree(dqkv); cudaFree(dout);
 }
 
+/* Fused prefix attention (attention_prefix.cu) vs pi0_attention_cpu per batch row: H = 8
+ * query heads of a[3] dims over one key/value head, a[0] batch rows, a[1] tokens (R = 8*a[1]
+ * query rows), a[2] keys; the pad pattern of batch row b is a[4 + b] (rows past a[5]: random).
+ * The cache rows after the Tk keys are NaN and the pad row goes on past Tk, as in the model
+ * (the suffix's rows follow): a kernel that reads past Tk fails. The output is poisoned (NaN),
+ * with one block of rows past its end that must stay so.
+ * Limits: the two bf16 roundings of run_attention_vit (p before P·V, o), so the same rel_l2
+ * limit 2 * ONE_ROUNDING; the online softmax rounds p relative to the running max, before
+ * the division by the sum, still <= 2^-9 relative per p. Per element too: the error of
+ * o = sum_j p_j v_j from rounding the p_j is <= 2^-9 * sum_j p_j |v_j| <= 2^-9 max|v|, the
+ * output rounding adds <= 2^-9 |o| <= 2^-9 max|v|: max abs error <= 2^-8 max|v|, limit
+ * 2^-7 max|v| (the factor 2 for fp32 order, exp and the rescaling of o by exp(m_old - m)).
+ * Logits: q uniform in [-4.5, 4.5) / sqrt(Dh) (the model's pre-scaling), k in [-1, 1), RMS
+ * sqrt(Dh) * (4.5 / sqrt(Dh)) * 1 / 3 = 1.5, so the softmax is far from uniform: o has an RMS
+ * of about 0.58 * sqrt(e^(1.5^2) / Tk), and one stray key (padded, or past Tk) moves a row by
+ * about 0.58 / Tk, 0.32 / sqrt(Tk) relative: 4.5e-2 at Tk = 52, 2.8e-2 at 128, over the limit;
+ * past Tk in an all-masked row, or a wrong pairing or mask, by far more. */
+enum { PAD_RAND, PAD_NONE, PAD_TAIL, PAD_MID, PAD_ALL, PAD_LEAD };
+
+static void run_attention_prefix(const char *name, const int *a) {
+    int B = a[0], T = a[1], Tk = a[2], Dh = a[3], H = 8, R = T * H;
+    if (!pi0_attention_prefix_supported(Dh)) {
+        printf("SKIP %-36s head dim %d not supported on this device\n", name, Dh);
+        return;
+    }
+    int pad_ld = Tk + 5, kv_rows = Tk + 3;
+    long long q_stride = (long long)R * Dh, kv_stride = (long long)kv_rows * Dh;
+    size_t n_q = (size_t)B * R * Dh, n_kv = (size_t)B * Tk * Dh, tail = (size_t)64 * Dh;
+    float *q = host_rand(n_q, 4.5f / sqrtf((float)Dh)), *k = host_rand(n_kv, 1.0f),
+          *v = host_rand(n_kv, 1.0f), *ref = (float *)malloc(n_q * 4);
+    uint8_t *pad = (uint8_t *)malloc((size_t)B * pad_ld), *mask = (uint8_t *)malloc((size_t)T * Tk);
+    float *probs = (float *)malloc((size_t)H * T * Tk * 4);
+    for (int b = 0; b < B; b++) {
+        int kind = b < 2 ? a[4 + b] : PAD_RAND;
+        for (int j = 0; j < pad_ld; j++) {
+            int valid = (rng_next() % 5) != 0; /* PAD_RAND, and every pad byte past Tk */
+            if (j < Tk && kind == PAD_NONE) valid = 1;
+            if (j < Tk && kind == PAD_TAIL) valid = j < Tk - Tk / 3;
+            if (j < Tk && kind == PAD_MID) valid = j <= Tk / 4 || j >= Tk / 2;
+            if (j < Tk && kind == PAD_ALL) valid = 0;
+            if (j < Tk && kind == PAD_LEAD) valid = j >= Tk / 2;
+            pad[(size_t)b * pad_ld + j] = (uint8_t)valid;
+        }
+        for (int i = 0; i < T; i++) memcpy(mask + (size_t)i * Tk, pad + (size_t)b * pad_ld, Tk);
+        pi0_attention_cpu(ref + (size_t)b * q_stride, q + (size_t)b * q_stride,
+                          k + (size_t)b * Tk * Dh, v + (size_t)b * Tk * Dh, mask, probs, T, Tk,
+                          H, 1, Dh, 1.0f, NULL);
+    }
+    /* the cache: Tk rows of each batch row, then kv_rows - Tk NaN rows (bf16 0xffff) */
+    float *kc = (float *)malloc((size_t)B * kv_stride * 4),
+          *vc = (float *)malloc((size_t)B * kv_stride * 4);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < kv_rows; j++)
+            for (int d = 0; d < Dh; d++) {
+                size_t i = ((size_t)b * kv_rows + j) * Dh + d, s = ((size_t)b * Tk + j) * Dh + d;
+                kc[i] = j < Tk ? k[s] : NAN;
+                vc[i] = j < Tk ? v[s] : NAN;
+            }
+    bf16 *dq = dev_bf16(q, n_q), *dk = dev_bf16(kc, (size_t)B * kv_stride),
+         *dv = dev_bf16(vc, (size_t)B * kv_stride), *dout = NULL;
+    uint8_t *dpad = NULL;
+    cudaMalloc(&dpad, (size_t)B * pad_ld);
+    cudaMemcpy(dpad, pad, (size_t)B * pad_ld, cudaMemcpyHostToDevice);
+    cudaMalloc(&dout, (n_q + tail) * 2);
+    cudaMemset(dout, 0xff, (n_q + tail) * 2); /* bf16 0xffff is a NaN */
+    pi0_error err;
+    pi0_status st = pi0_attention_prefix_cuda(dout, dq, dk, dv, dpad, B, R, Tk, Dh, q_stride,
+                                              kv_stride, pad_ld, 0, &err);
+    cudaError_t ce = cudaDeviceSynchronize();
+    if (st == PI0_OK && ce != cudaSuccess) {
+        snprintf(err.msg, sizeof err.msg, "%s", cudaGetErrorString(ce));
+        st = PI0_ERR_DEVICE;
+    }
+    float *got = get_bf16(dout, n_q + tail, Dh, Dh);
+    double max_v = 0, worst = 0;
+    for (size_t i = 0; i < n_kv; i++) max_v = fmax(max_v, fabs(v[i]));
+    for (size_t i = 0; i < n_q; i++) worst = fmax(worst, fabs((double)got[i] - ref[i]));
+    int tail_written = 0;
+    for (size_t i = n_q; i < n_q + tail; i++) tail_written |= !isnan(got[i]);
+    char msg[200];
+    const char *fail = st ? err.msg : NULL;
+    if (!fail && tail_written) fail = "wrote past the last query row";
+    if (!fail && worst > 0x1p-7 * max_v) {
+        snprintf(msg, sizeof msg, "max abs error %.2e > 2^-7 * max|v| = %.2e", worst,
+                 0x1p-7 * max_v);
+        fail = msg;
+    }
+    verdict(name, got, ref, n_q, 2 * ONE_ROUNDING, fail);
+    free(q); free(k); free(v); free(ref); free(pad); free(mask); free(probs); free(kc); free(vc);
+    free(got);
+    cudaFree(dq); cudaFree(dk); cudaFree(dv); cudaFree(dout); cudaFree(dpad);
+}
+
 /* ---- --bench: the heuristic's first algorithm vs the autotuned plan, SigLIP attention ------ */
 
 static __global__ void fill_kernel(bf16 *p, size_t n, uint32_t seed, float scale) {
@@ -534,10 +633,108 @@ static int bench_attention_vit(void) {
     return 0;
 }
 
+/* Gemma prefix attention (8 heads of 256 over one key/value head) at P = 532 and 788 keys:
+ * the fused kernel against the three launches it replaces (scores GEMM, softmax, P·V GEMM, as
+ * gemma_block issues them), each as a graph. Every key valid: the mask costs the same either
+ * way. */
+static int bench_attention_prefix(void) {
+    const int H = 8, Dh = 256;
+    const int shapes[][2] = { { 1, 532 }, { 1, 788 }, { 4, 788 } }; /* B, P */
+    if (!pi0_attention_prefix_supported(Dh)) {
+        printf("\nSKIP prefix attention: not supported on this device\n");
+        return 0;
+    }
+    pi0_gemm_ctx *g = NULL;
+    pi0_error err;
+    if (pi0_gemm_ctx_create(&g, 64 << 20, &err) != PI0_OK) return 1;
+    cudaStream_t s;
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    printf("\n| prefix attention | B | P | fused us | TFLOP/s | 3 launches us | gain |\n"
+           "|---|---:|---:|---:|---:|---:|---:|\n");
+    for (int c = 0; c < 3; c++) {
+        int B = shapes[c][0], P = shapes[c][1], R = P * H, kv_rows = P + 11;
+        int ldS = (kv_rows + 7) / 8 * 8; /* gemma_block's: room for the suffix's keys */
+        long long sq = (long long)R * Dh, kv_stride = (long long)kv_rows * Dh,
+                  sS = (long long)R * ldS;
+        bf16 *q, *k, *v, *o;
+        float *scores;
+        uint8_t *pad;
+        cudaMalloc(&q, (size_t)B * sq * 2);
+        cudaMalloc(&o, (size_t)B * sq * 2);
+        cudaMalloc(&k, (size_t)B * kv_stride * 2);
+        cudaMalloc(&v, (size_t)B * kv_stride * 2);
+        cudaMalloc(&scores, (size_t)B * sS * 4);
+        cudaMalloc(&pad, (size_t)B * P);
+        fill_kernel<<<1024, 256>>>(q, (size_t)B * sq, 6, 0.28f);
+        fill_kernel<<<1024, 256>>>(k, (size_t)B * kv_stride, 7, 1.0f);
+        fill_kernel<<<1024, 256>>>(v, (size_t)B * kv_stride, 8, 1.0f);
+        cudaMemset(pad, 1, (size_t)B * P);
+        cudaDeviceSynchronize();
+        pi0_gemm_args sc, pv;
+        memset(&sc, 0, sizeof sc);
+        sc.M = R; sc.N = P; sc.K = Dh; sc.batch = B;
+        sc.tx = sc.tw = CUDA_R_16BF; sc.ty = CUDA_R_32F;
+        sc.x = q; sc.ldx = Dh; sc.sx = sq; sc.w = k; sc.ldw = Dh; sc.sw = kv_stride;
+        sc.y = scores; sc.ldy = ldS; sc.sy = sS; sc.alpha = 1.0f;
+        memset(&pv, 0, sizeof pv);
+        pv.M = R; pv.N = Dh; pv.K = P; pv.batch = B;
+        pv.tx = pv.tw = pv.ty = CUDA_R_16BF;
+        pv.x = scores; pv.ldx = 2 * ldS; pv.sx = 2 * sS; pv.w = v; pv.ldw = Dh;
+        pv.sw = kv_stride; pv.w_kn = 1; pv.y = o; pv.ldy = Dh; pv.sy = sq; pv.alpha = 1.0f;
+        cudaGraphExec_t ge[2] = { NULL, NULL };
+        for (int variant = 0; variant < 2; variant++) {
+            for (int pass = 0; pass < 2; pass++) { /* eager (plans), then captured */
+                cudaGraph_t gr = NULL;
+                if (pass) cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+                pi0_status st;
+                if (variant == 0) {
+                    st = pi0_attention_prefix_cuda(o, q, k, v, pad, B, R, P, Dh, sq, kv_stride, P,
+                                                   s, &err);
+                } else {
+                    st = pi0_gemm(g, &sc, s, &err);
+                    if (!st) st = pi0_softmax_cuda(scores, B, R, P, ldS, PI0_MASK_PREFIX, pad, P,
+                                                   P, H, s, &err);
+                    if (!st) st = pi0_gemm(g, &pv, s, &err);
+                }
+                if (pass) cudaStreamEndCapture(s, &gr);
+                if (st != PI0_OK) {
+                    printf("FAIL bench prefix attention: %s\n", err.msg);
+                    return 1;
+                }
+                if (pass) {
+                    cudaGraphInstantiate(&ge[variant], gr, 0);
+                    cudaGraphDestroy(gr);
+                }
+                cudaStreamSynchronize(s);
+            }
+        }
+        float tf = graph_median_ms(ge[0], s, 31), tu = graph_median_ms(ge[1], s, 31);
+        double flop = 4.0 * B * R * P * Dh;
+        printf("| 8 heads x 256, 1 kv head | %d | %d | %.1f | %.0f | %.1f | %.2fx |\n", B, P,
+               tf * 1e3, flop * 1e-9 / tf, tu * 1e3, tu / tf);
+        fflush(stdout);
+        cudaGraphExecDestroy(ge[0]);
+        cudaGraphExecDestroy(ge[1]);
+        cudaFree(q); cudaFree(o); cudaFree(k); cudaFree(v); cudaFree(scores); cudaFree(pad);
+    }
+    cudaError_t e = cudaDeviceSynchronize();
+    cudaStreamDestroy(s);
+    pi0_gemm_ctx_destroy(g);
+    if (e != cudaSuccess) {
+        printf("FAIL bench prefix attention: %s\n", cudaGetErrorString(e));
+        return 1;
+    }
+    return 0;
+}
+
 static const op_case cases[] = {
     { "rmsnorm gemma-2b prefix B=1", run_rmsnorm, { 532, 2048 } },
     { "rmsnorm expert suffix B=64", run_rmsnorm, { 64 * 11, 1024 } },
     { "rmsnorm one row odd width", run_rmsnorm, { 1, 1001 } },
+    { "rmsnorm expert final fp32 out", run_rmsnorm, { 11, 1024, 1 } },
+    { "rmsnorm wide 4096 fp32 out", run_rmsnorm, { 5, 4096, 1 } },
+    { "rmsnorm too wide for registers", run_rmsnorm, { 3, 4104 } },
+    { "layernorm siglip partial piece", run_layernorm, { 5, 1160 } },
     { "layernorm siglip 3 images", run_layernorm, { 768, 1152 } },
     { "layernorm odd", run_layernorm, { 3, 77 } },
     { "gelu_mul gemma-2b B=1", run_gelu_mul, { 532, 16384 } },
@@ -561,6 +758,17 @@ static const op_case cases[] = {
     { "attention_vit tiny Dh=16", run_attention_vit, { 1, 256, 4, 16 } },
     { "attention_vit N=64 Dh=8", run_attention_vit, { 2, 64, 3, 8 } },
     { "attention_vit N=128 Dh=40", run_attention_vit, { 1, 128, 2, 40 } },
+    /* prefix attention: { B, tokens T (R = 8T rows), keys Tk, Dh, pad of row 0, of row 1 } */
+    { "attention_prefix B=2 Tk=52", run_attention_prefix, { 2, 20, 52, 256, PAD_TAIL, PAD_MID } },
+    { "attention_prefix P=532", run_attention_prefix, { 1, 532, 532, 256, PAD_TAIL } },
+    { "attention_prefix P=788", run_attention_prefix, { 1, 788, 788, 256, PAD_MID } },
+    { "attention_prefix B=2 Tk=33", run_attention_prefix, { 2, 33, 33, 256, PAD_RAND, PAD_NONE } },
+    { "attention_prefix all masked", run_attention_prefix, { 2, 7, 70, 256, PAD_ALL, PAD_TAIL } },
+    { "attention_prefix tiny Dh=16", run_attention_prefix, { 3, 41, 41, 16, PAD_TAIL, PAD_ALL } },
+    /* the kernel splits the key tiles (32 keys) into two halves, merged at the end: one half
+     * all padded (row 0: keys 0-63 of 128), the second half empty (Tk within one tile) */
+    { "attention_prefix lead pad", run_attention_prefix, { 2, 9, 128, 256, PAD_LEAD, PAD_TAIL } },
+    { "attention_prefix Tk=20", run_attention_prefix, { 2, 5, 20, 256, PAD_MID, PAD_ALL } },
 };
 
 int main(int argc, char **argv) {
@@ -580,7 +788,8 @@ int main(int argc, char **argv) {
         printf("SKIP: no CUDA device\n");
         return 0;
     }
-    if (bench_gemm_only) return bench_gemm() | bench_attention_vit();
+    if (bench_gemm_only)
+        return bench_gemm() | bench_attention_vit() | bench_attention_prefix();
     rng_state = seed;
     printf("seed 0x%llx\n", (unsigned long long)seed);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

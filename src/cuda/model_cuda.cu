@@ -12,6 +12,7 @@
  * prefix tokens, A horizon, S = 1 + A suffix tokens, Tk = P + S keys of a denoising step,
  * Dv/Fv/Hv/Dhv SigLIP width/MLP/heads/head dim, D/F Gemma 2B width/MLP, De/Fe expert width/MLP,
  * H query heads, Dh head dim (one KV head), Da action dim, n Euler steps. */
+#include <cuda_profiler_api.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "cuda/gemm.h"
 #include "cuda/expert_step.h"
 #include "cuda/glue.h"
+#include "cuda/suffix_glue.h"
 #include "model.h"
 #include "ops/ops_cuda.h"
 
@@ -78,6 +80,7 @@ typedef struct {
     float *state_w, *state_b;                 /* [De, Da], [De] fp32 projections */
     float *ain_w, *ain_b;                     /* [De, Da], [De] */
     float *tin_w, *tin_b;                     /* [De, 2De], [De] */
+    float *wc, *bc;                           /* [De, Da], [De]: composed, see suffix_glue.h */
     float *tout_w, *tout_b;                   /* [De, De], [De] */
     float *aout_w, *aout_b;                   /* [Da, De], [Da] */
 
@@ -113,6 +116,7 @@ typedef struct {
     float *xt, *v_first;  /* [B, A, Da] */
     float *stok;          /* [B, De] state token */
     float *sa, *scat, *smid, *sact; /* [B*A, De], [B*A, 2De], [B*A, De], [B*A, De] */
+    float *tpart;         /* [n, De] the time MLP input layer's time part per step (suffix_glue.h) */
     float *xpart;         /* attention partials of the fused expert step (expert_step.h) */
     float *xrope;         /* its RoPE table [rows, Dh/2, 2] */
     unsigned *xbarrier;   /* its grid barrier word */
@@ -133,6 +137,7 @@ typedef struct {
 
     graph_entry graphs[MAX_GRAPHS];
     unsigned long long clock;
+    int eager_runs; /* runs outside a graph so far, for PI0_CUDA_PROFILE_RUN */
 } cuda_state;
 
 /* ---- buffer tables: measure, allocate once, carve ------------------------------------ */
@@ -198,6 +203,7 @@ static void weight_specs(cuda_state *st, const pi0_dims *d, spec_list *l) {
     spec_add(l, &st->state_w, (size_t)De * Da * f); spec_add(l, &st->state_b, De * f);
     spec_add(l, &st->ain_w, (size_t)De * Da * f); spec_add(l, &st->ain_b, De * f);
     spec_add(l, &st->tin_w, (size_t)De * 2 * De * f); spec_add(l, &st->tin_b, De * f);
+    spec_add(l, &st->wc, (size_t)De * Da * f); spec_add(l, &st->bc, De * f);
     spec_add(l, &st->tout_w, (size_t)De * De * f); spec_add(l, &st->tout_b, De * f);
     spec_add(l, &st->aout_w, (size_t)Da * De * f); spec_add(l, &st->aout_b, Da * f);
 }
@@ -271,6 +277,30 @@ static pi0_status upload_weights(cuda_state *st, const pi0_dims *d, const pi0_we
     return PI0_OK;
 }
 
+/* The time MLP's input layer composed with action_in_proj (suffix_glue.h), in fp32 on the
+ * device: wc = tin_w[:, :De] · ain_w and bc = tin_w[:, :De] · ain_b + tin_b. */
+static pi0_status compose_suffix_weights(cuda_state *st, const pi0_dims *d, pi0_error *err) {
+    int De = d->expert.width, Da = d->action_dim;
+    pi0_gemm_args a;
+    memset(&a, 0, sizeof a);
+    a.M = De; a.N = Da; a.K = De; a.batch = 1;
+    a.tx = a.tw = a.ty = CUDA_R_32F;
+    a.x = st->tin_w; a.ldx = 2 * De;
+    a.w = st->ain_w; a.ldw = Da; a.w_kn = 1; /* ain_w [De, Da] is this product's [K, N] */
+    a.y = st->wc; a.ldy = Da; a.alpha = 1.0f;
+    PI0_STATUS_TRY(pi0_gemm(st->gemm, &a, st->stream, err));
+    memset(&a, 0, sizeof a);
+    a.M = 1; a.N = De; a.K = De; a.batch = 1;
+    a.tx = a.tw = a.ty = CUDA_R_32F;
+    a.x = st->ain_b; a.ldx = De;
+    a.w = st->tin_w; a.ldw = 2 * De;
+    a.y = st->bc; a.ldy = De; a.alpha = 1.0f;
+    PI0_STATUS_TRY(pi0_gemm(st->gemm, &a, st->stream, err));
+    PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->bc, st->tin_b, 1, De, 0, st->stream, err));
+    CUDA_TRY(cudaStreamSynchronize(st->stream));
+    return PI0_OK;
+}
+
 /* ---- activations --------------------------------------------------------------------- */
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
@@ -297,6 +327,7 @@ static int act_specs(cuda_state *st, const pi0_dims *d, buf_spec *s) {
     S_(st->state, Bm * Da * f);
     S_(st->noise, Bm * Am * Da * f);
     S_(st->temb, (size_t)MAX_STEPS * De * f);
+    S_(st->tpart, (size_t)MAX_STEPS * De * f);
     S_(st->patches, Rv * st->Kp * f);
     S_(st->pacc, Rv * Dv * f);
     S_(st->vx, Rv * Dv * b); S_(st->vy, Rv * Dv * b);
@@ -531,13 +562,19 @@ static pi0_status gemma_block(cuda_state *st, const gemma_layer *w, const pi0_ge
 
     /* multi-query attention: the H query rows of every token against the one K/V head */
     long long sq = (long long)T * H * Dh, sS = (long long)T * H * ldS;
-    PI0_STATUS_TRY(attn_scores(st, st->scores, ldS, sS, st->q, sq, st->kc[l], kv_stride, T * H,
-                               Tk, Dh, B, 1.0f, err));
-    PI0_STATUS_TRY(pi0_softmax_cuda(st->scores, B, T * H, Tk, ldS,
-                                    suffix ? PI0_MASK_SUFFIX : PI0_MASK_PREFIX, st->pad, P, P, H,
-                                    s, err));
-    PI0_STATUS_TRY(attn_pv(st, st->o, sq, st->scores, ldS, sS, st->vc[l], kv_stride, T * H, Tk,
-                           Dh, B, err));
+    if (!suffix && (st->flags & PI0_OPT_FUSED_PREFIX_ATTN) && pi0_attention_prefix_supported(Dh)) {
+        /* one launch, no [T*H, Tk] score matrix through memory (attention_prefix.cu) */
+        PI0_STATUS_TRY(pi0_attention_prefix_cuda(st->o, st->q, st->kc[l], st->vc[l], st->pad, B,
+                                                 T * H, Tk, Dh, sq, kv_stride, P, s, err));
+    } else {
+        PI0_STATUS_TRY(attn_scores(st, st->scores, ldS, sS, st->q, sq, st->kc[l], kv_stride,
+                                   T * H, Tk, Dh, B, 1.0f, err));
+        PI0_STATUS_TRY(pi0_softmax_cuda(st->scores, B, T * H, Tk, ldS,
+                                        suffix ? PI0_MASK_SUFFIX : PI0_MASK_PREFIX, st->pad, P,
+                                        P, H, s, err));
+        PI0_STATUS_TRY(attn_pv(st, st->o, sq, st->scores, ldS, sS, st->vc[l], kv_stride, T * H,
+                               Tk, Dh, B, err));
+    }
     PI0_STATUS_TRY(mm_residual(st, xs, st->o, H * Dh, w->wo, R, W, H * Dh, NULL, err));
 
     PI0_STATUS_TRY(pi0_rmsnorm_cuda(st->h, 0, xs, w->ffw_norm, R, W, g->eps, s, err));
@@ -600,22 +637,51 @@ static pi0_status stage_diffusion(cuda_state *st, const pi0_dims *d, pi0_error *
     if (fused)
         PI0_STATUS_TRY(pi0_xstep_rope_cuda(st->xrope, st->n_valid, B, S, d->expert.head_dim, s,
                                            err));
+    /* few suffix rows: the glue between expert steps in two launches (suffix_glue.h) */
+    int glue = (st->flags & PI0_OPT_FUSED_GLUE) && pi0_glue_supported(BA, De, Da);
+    if (glue) {
+        /* every step's time part, then step 0's time-MLP input layer */
+        for (int k0 = 0; k0 < st->cur.n; k0 += PI0_GLUE_MAX_ROWS) {
+            int n = st->cur.n - k0 < PI0_GLUE_MAX_ROWS ? st->cur.n - k0 : PI0_GLUE_MAX_ROWS;
+            pi0_glue_linear t = { st->temb + (size_t)k0 * De, st->tin_w + De, 2 * De, st->bc,
+                                  n, De, De, st->tpart + (size_t)k0 * De, NULL, 0, NULL };
+            PI0_STATUS_TRY(pi0_glue_linear_cuda(&t, s, err));
+        }
+        pi0_glue_step_end e = { NULL, NULL, 0.0f, B, A, De, Da, NULL, NULL, st->xt, NULL, 0.0f,
+                                0, st->wc, st->tpart, st->smid };
+        PI0_STATUS_TRY(pi0_glue_step_end_cuda(&e, s, err));
+    }
     for (int k = 0; k < st->cur.n; k++) {
         /* suffix embedding in fp32 (PI0_SPEC 2.7): [action_in(x_t), temb(t_k)] -> MLP */
-        PI0_STATUS_TRY(mm32(st, st->sa, st->xt, Da, st->ain_w, BA, De, Da, err));
-        PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->sa, st->ain_b, BA, De, 0, s, err));
-        PI0_STATUS_TRY(pi0_time_cat_cuda(st->scat, st->sa, st->temb + (size_t)k * De, BA, De, s,
-                                         err));
-        PI0_STATUS_TRY(mm32(st, st->smid, st->scat, 2 * De, st->tin_w, BA, De, 2 * De, err));
-        PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->smid, st->tin_b, BA, De, 1, s, err));
-        PI0_STATUS_TRY(mm32(st, st->sact, st->smid, De, st->tout_w, BA, De, De, err));
-        PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->sact, st->tout_b, BA, De, 0, s, err));
-        PI0_STATUS_TRY(pi0_suffix_assemble_cuda(st->ys, st->stok, st->sact, B, A, De, s, err));
+        if (glue) {
+            pi0_glue_linear out = { st->smid, st->tout_w, De, st->tout_b, BA, De, De, NULL,
+                                    st->ys, A, st->stok };
+            PI0_STATUS_TRY(pi0_glue_linear_cuda(&out, s, err));
+        } else {
+            PI0_STATUS_TRY(mm32(st, st->sa, st->xt, Da, st->ain_w, BA, De, Da, err));
+            PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->sa, st->ain_b, BA, De, 0, s, err));
+            PI0_STATUS_TRY(pi0_time_cat_cuda(st->scat, st->sa, st->temb + (size_t)k * De, BA, De,
+                                             s, err));
+            PI0_STATUS_TRY(mm32(st, st->smid, st->scat, 2 * De, st->tin_w, BA, De, 2 * De, err));
+            PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->smid, st->tin_b, BA, De, 1, s, err));
+            PI0_STATUS_TRY(mm32(st, st->sact, st->smid, De, st->tout_w, BA, De, De, err));
+            PI0_STATUS_TRY(pi0_bias_act_f32_cuda(st->sact, st->tout_b, BA, De, 0, s, err));
+            PI0_STATUS_TRY(pi0_suffix_assemble_cuda(st->ys, st->stok, st->sact, B, A, De, s, err));
+        }
         if (fused && expert_step_fused(st, d, err) != PI0_OK) fused = xstep_refused(st);
         if (!fused)
             for (int l = 0; l < d->expert.depth; l++)
                 PI0_STATUS_TRY(gemma_block(st, &st->exp[l], &d->expert, l, st->ys, S, 1, 0, err));
         /* final norm and action_out_proj in fp32 (openpi: bf16; fp32 is closer to exact) */
+        if (glue) { /* this step's end and the next one's time-MLP input layer */
+            int last = k + 1 == st->cur.n;
+            pi0_glue_step_end e = { st->ys, st->exp_norm, d->expert.eps, B, A, De, Da,
+                                    st->aout_w, st->aout_b, st->xt, st->v_first, st->dt, k == 0,
+                                    st->wc, last ? NULL : st->tpart + (size_t)(k + 1) * De,
+                                    st->smid };
+            PI0_STATUS_TRY(pi0_glue_step_end_cuda(&e, s, err));
+            continue;
+        }
         PI0_STATUS_TRY(pi0_rmsnorm_cuda(st->hf, 1, st->ys, st->exp_norm, B * S, De,
                                         d->expert.eps, s, err));
         PI0_STATUS_TRY(mm32(st, st->vel, st->hf, De, st->aout_w, B * S, Da, De, err));
@@ -811,6 +877,7 @@ static pi0_status cuda_open(pi0_model *m, pi0_error *err) {
         pi0_log(m, "cuda: %.2f GB of weights on %s", wbytes / 1e9, prop.name);
     }
     TRY_GOTO(upload_weights(st, d, &m->w, err));
+    TRY_GOTO(compose_suffix_weights(st, d, err));
     {
         int n_act = 64 + 2 * d->llm.depth;
         buf_spec *as = (buf_spec *)calloc(n_act, sizeof *as);
@@ -960,8 +1027,14 @@ static pi0_status cuda_run(pi0_model *m, pi0_run_mode mode, pi0_timing *timing, 
     CUDA_TRY(cudaSetDevice(st->dev));
     if (mode == PI0_RUN_FAST && (st->flags & PI0_OPT_GRAPH))
         return run_graph(st, &m->dims, timing, err);
+    /* PI0_CUDA_PROFILE_RUN=k: the k-th eager run (from 1) alone is the profiler's range, so
+     * `ncu --profile-from-start off` times one inference's kernels and not the GEMM tuning */
+    const char *prof = getenv("PI0_CUDA_PROFILE_RUN");
+    int profiled = prof && atoi(prof) == ++st->eager_runs;
+    if (profiled) CUDA_TRY(cudaProfilerStart());
     PI0_STATUS_TRY(forward(st, &m->dims, st->ev, err));
     CUDA_TRY(cudaEventSynchronize(st->ev[3]));
+    if (profiled) CUDA_TRY(cudaProfilerStop());
     float a = 0, b = 0, c = 0;
     CUDA_TRY(cudaEventElapsedTime(&a, st->ev[0], st->ev[1]));
     CUDA_TRY(cudaEventElapsedTime(&b, st->ev[1], st->ev[2]));

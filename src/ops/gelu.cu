@@ -14,6 +14,28 @@ static __global__ void gelu_mul_kernel(bf16 *gu, int n_rows, int F, int ld) {
     }
 }
 
+/* The same, 8 columns a thread with 16-byte loads and stores (F and ld multiples of 8, gu
+ * 16-byte aligned): the prefix's [P, 2*16384] pass is bound by memory, and one element a
+ * thread moved it at 1.5 TB/s. */
+static __global__ void gelu_mul8_kernel(bf16 *gu, int n_rows, int F, int ld) {
+    const int F8 = F / 8;
+    size_t n = (size_t)n_rows * F8;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / F8, f = (i % F8) * 8;
+        uint4 *gp = (uint4 *)(gu + r * ld + f);
+        uint4 gv = *gp, uv = *(const uint4 *)(gu + r * ld + F + f);
+        __nv_bfloat162 *g2 = (__nv_bfloat162 *)&gv;
+        const __nv_bfloat162 *u2 = (const __nv_bfloat162 *)&uv;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 g = __bfloat1622float2(g2[j]), u = __bfloat1622float2(u2[j]);
+            g2[j] = __floats2bfloat162_rn(pi0_gelu_tanh(g.x) * u.x, pi0_gelu_tanh(g.y) * u.y);
+        }
+        *gp = gv;
+    }
+}
+
 static __global__ void bias_act_kernel(bf16 *y, const bf16 *b, int n_rows, int n, int ld,
                                        int gelu) {
     size_t total = (size_t)n_rows * n;
@@ -33,7 +55,10 @@ static int grid_for(size_t n) {
 extern "C" pi0_status pi0_gelu_mul_cuda(bf16 *gu, int n_rows, int F, int ld, cudaStream_t stream,
                                         pi0_error *err) {
     if (n_rows <= 0) return PI0_OK;
-    gelu_mul_kernel<<<grid_for((size_t)n_rows * F), 256, 0, stream>>>(gu, n_rows, F, ld);
+    if (F % 8 == 0 && ld % 8 == 0 && (uintptr_t)gu % 16 == 0)
+        gelu_mul8_kernel<<<grid_for((size_t)n_rows * F / 8), 256, 0, stream>>>(gu, n_rows, F, ld);
+    else
+        gelu_mul_kernel<<<grid_for((size_t)n_rows * F), 256, 0, stream>>>(gu, n_rows, F, ld);
     LAUNCH_CHECK();
     return PI0_OK;
 }

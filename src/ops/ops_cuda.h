@@ -73,6 +73,26 @@ int pi0_attention_vit_supported(int N, int Dh);
 pi0_status pi0_attention_vit_cuda(bf16 *o, const bf16 *qkv, int n_img, int N, int H, int Dh,
                                   float scale, cudaStream_t stream, pi0_error *err);
 
+/* Multi-query attention of the prefix in one launch (attention_prefix.cu): per batch row b,
+ * the R = T*H query rows (row t*H + h: token t, head h) against the first Tk keys of the one
+ * key/value head, every row seeing every valid key (the bidirectional prefix mask):
+ *   o = bf16(softmax(q·k^T)) · v, fp32 logits and softmax statistics, fp32 accumulation;
+ * the softmax and mask semantics of pi0_softmax_cuda with PI0_MASK_PREFIX (a masked logit is
+ * -2.3819763e38, so a row without a valid key averages the Tk rows of v uniformly).
+ *   q [B][R][Dh]: row stride Dh, batch stride q_stride, RoPE'd and already scaled by
+ *                 1/sqrt(Dh) (no scale here)
+ *   k, v: key j of batch b at k[b*kv_stride + j*Dh] (the KV cache); rows >= Tk are not read
+ *   pad [B][pad_ld]: key j of batch b valid iff pad[b*pad_ld + j] != 0; NULL: all valid
+ *   o [B][R][Dh]: the layout of q (may not overlap q, k, v)
+ * Needs pi0_attention_prefix_supported(Dh) (Dh 256 or 16, and enough shared memory on the
+ * current device: Hopper yes, A100 no), Tk >= 1, 16-byte aligned pointers and strides that
+ * are multiples of 8 elements, else PI0_ERR_UNSUPPORTED or PI0_ERR_SHAPE. */
+int pi0_attention_prefix_supported(int Dh);
+pi0_status pi0_attention_prefix_cuda(bf16 *o, const bf16 *q, const bf16 *k, const bf16 *v,
+                                     const uint8_t *pad, int B, int R, int Tk, int Dh,
+                                     long long q_stride, long long kv_stride, int pad_ld,
+                                     cudaStream_t stream, pi0_error *err);
+
 #ifdef __cplusplus
 }
 #endif
