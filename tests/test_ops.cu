@@ -553,6 +553,58 @@ static float graph_median_ms(cudaGraphExec_t ge, cudaStream_t s, int n_iter) {
     return t[n_iter / 2];
 }
 
+/* A bench row's two variants (0: fused, 1: the launches it replaces) as graph executables:
+ * each is queued once eagerly (its GEMMs plan outside any capture), then captured. */
+typedef pi0_status (*bench_enqueue)(int variant, const void *ctx, cudaStream_t s, pi0_error *err);
+
+static int capture_variants(bench_enqueue enqueue, const void *ctx, cudaStream_t s,
+                            cudaGraphExec_t ge[2], const char *what) {
+    pi0_error err;
+    for (int variant = 0; variant < 2; variant++) {
+        for (int pass = 0; pass < 2; pass++) {
+            cudaGraph_t gr = NULL;
+            if (pass) cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+            pi0_status st = enqueue(variant, ctx, s, &err);
+            if (pass) cudaStreamEndCapture(s, &gr);
+            if (st != PI0_OK) {
+                printf("FAIL bench %s: %s\n", what, err.msg);
+                if (gr) cudaGraphDestroy(gr);
+                return 1;
+            }
+            if (pass) {
+                cudaGraphInstantiate(&ge[variant], gr, 0);
+                cudaGraphDestroy(gr);
+            }
+            cudaStreamSynchronize(s);
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    pi0_gemm_ctx *g;
+    bf16 *o, *qkv, *q, *k, *v;
+    float *scores;
+    int n_img, N, H, Dh, ldN;
+    float scale;
+    pi0_gemm_args sc, pv;
+} vit_bench;
+
+static pi0_status vit_bench_enqueue(int variant, const void *ctx, cudaStream_t s,
+                                    pi0_error *err) {
+    const vit_bench *b = (const vit_bench *)ctx;
+    if (variant == 0)
+        return pi0_attention_vit_cuda(b->o, b->qkv, b->n_img, b->N, b->H, b->Dh, b->scale, s, err);
+    pi0_status st = pi0_heads_split_cuda(b->q, b->k, b->v, b->qkv, b->n_img, b->N, b->H, b->Dh,
+                                         s, err);
+    if (!st) st = pi0_gemm(b->g, &b->sc, s, err);
+    if (!st) st = pi0_softmax_cuda(b->scores, b->n_img * b->H, b->N, b->N, b->ldN,
+                                   PI0_MASK_NONE, NULL, 0, 0, 1, s, err);
+    if (!st) st = pi0_gemm(b->g, &b->pv, s, err);
+    if (!st) st = pi0_heads_merge_cuda(b->o, b->q, b->n_img, b->N, b->H, b->Dh, s, err);
+    return st;
+}
+
 /* SigLIP attention of n_img images, 16 heads of 72: the fused kernel against the five launches
  * it replaced (heads split, scores GEMM, softmax, P·V GEMM, heads merge), each as a graph. */
 static int bench_attention_vit(void) {
@@ -575,47 +627,20 @@ static int bench_attention_vit(void) {
         cudaMalloc(&scores, (size_t)n_img * H * N * ldN * 4);
         fill_kernel<<<1024, 256>>>(qkv, rows * 3 * W, 5, 2.0f);
         cudaDeviceSynchronize();
-        float scale = 1.0f / sqrtf((float)Dh);
         long long sh = (long long)N * Dh, sS = (long long)N * ldN;
-        pi0_gemm_args sc, pv;
-        memset(&sc, 0, sizeof sc);
-        sc.M = N; sc.N = N; sc.K = Dh; sc.batch = n_img * H;
-        sc.tx = sc.tw = CUDA_R_16BF; sc.ty = CUDA_R_32F;
-        sc.x = q; sc.ldx = Dh; sc.sx = sh; sc.w = k; sc.ldw = Dh; sc.sw = sh;
-        sc.y = scores; sc.ldy = ldN; sc.sy = sS; sc.alpha = scale;
-        memset(&pv, 0, sizeof pv);
-        pv.M = N; pv.N = Dh; pv.K = N; pv.batch = n_img * H;
-        pv.tx = pv.tw = pv.ty = CUDA_R_16BF;
-        pv.x = scores; pv.ldx = 2 * ldN; pv.sx = 2 * sS; pv.w = v; pv.ldw = Dh; pv.sw = sh;
-        pv.w_kn = 1; pv.y = q; pv.ldy = Dh; pv.sy = sh; pv.alpha = 1.0f;
+        vit_bench vb = { g, o, qkv, q, k, v, scores, n_img, N, H, Dh, ldN,
+                         1.0f / sqrtf((float)Dh), {}, {} };
+        pi0_gemm_args *sc = &vb.sc, *pv = &vb.pv;
+        sc->M = N; sc->N = N; sc->K = Dh; sc->batch = n_img * H;
+        sc->tx = sc->tw = CUDA_R_16BF; sc->ty = CUDA_R_32F;
+        sc->x = q; sc->ldx = Dh; sc->sx = sh; sc->w = k; sc->ldw = Dh; sc->sw = sh;
+        sc->y = scores; sc->ldy = ldN; sc->sy = sS; sc->alpha = vb.scale;
+        pv->M = N; pv->N = Dh; pv->K = N; pv->batch = n_img * H;
+        pv->tx = pv->tw = pv->ty = CUDA_R_16BF;
+        pv->x = scores; pv->ldx = 2 * ldN; pv->sx = 2 * sS; pv->w = v; pv->ldw = Dh; pv->sw = sh;
+        pv->w_kn = 1; pv->y = q; pv->ldy = Dh; pv->sy = sh; pv->alpha = 1.0f;
         cudaGraphExec_t ge[2] = { NULL, NULL };
-        for (int variant = 0; variant < 2; variant++) {
-            for (int pass = 0; pass < 2; pass++) { /* eager (plans), then captured */
-                cudaGraph_t gr = NULL;
-                if (pass) cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
-                pi0_status st;
-                if (variant == 0) {
-                    st = pi0_attention_vit_cuda(o, qkv, n_img, N, H, Dh, scale, s, &err);
-                } else {
-                    st = pi0_heads_split_cuda(q, k, v, qkv, n_img, N, H, Dh, s, &err);
-                    if (!st) st = pi0_gemm(g, &sc, s, &err);
-                    if (!st) st = pi0_softmax_cuda(scores, n_img * H, N, N, ldN, PI0_MASK_NONE,
-                                                   NULL, 0, 0, 1, s, &err);
-                    if (!st) st = pi0_gemm(g, &pv, s, &err);
-                    if (!st) st = pi0_heads_merge_cuda(o, q, n_img, N, H, Dh, s, &err);
-                }
-                if (pass) cudaStreamEndCapture(s, &gr);
-                if (st != PI0_OK) {
-                    printf("FAIL bench attention: %s\n", err.msg);
-                    return 1;
-                }
-                if (pass) {
-                    cudaGraphInstantiate(&ge[variant], gr, 0);
-                    cudaGraphDestroy(gr);
-                }
-                cudaStreamSynchronize(s);
-            }
-        }
+        if (capture_variants(vit_bench_enqueue, &vb, s, ge, "attention")) return 1;
         float tf = graph_median_ms(ge[0], s, 31), tu = graph_median_ms(ge[1], s, 31);
         printf("| 16 heads x 72 | %d | %.1f | %.1f | %.2fx |\n", n_img, tf * 1e3, tu * 1e3, tu / tf);
         fflush(stdout);
@@ -631,6 +656,29 @@ static int bench_attention_vit(void) {
         return 1;
     }
     return 0;
+}
+
+typedef struct {
+    pi0_gemm_ctx *g;
+    bf16 *o, *q, *k, *v;
+    float *scores;
+    const uint8_t *pad;
+    int B, R, P, H, Dh, ldS;
+    long long sq, kv_stride;
+    pi0_gemm_args sc, pv;
+} prefix_bench;
+
+static pi0_status prefix_bench_enqueue(int variant, const void *ctx, cudaStream_t s,
+                                       pi0_error *err) {
+    const prefix_bench *b = (const prefix_bench *)ctx;
+    if (variant == 0)
+        return pi0_attention_prefix_cuda(b->o, b->q, b->k, b->v, b->pad, b->B, b->R, b->P, b->Dh,
+                                         b->sq, b->kv_stride, b->P, s, err);
+    pi0_status st = pi0_gemm(b->g, &b->sc, s, err);
+    if (!st) st = pi0_softmax_cuda(b->scores, b->B, b->R, b->P, b->ldS, PI0_MASK_PREFIX, b->pad,
+                                   b->P, b->P, b->H, s, err);
+    if (!st) st = pi0_gemm(b->g, &b->pv, s, err);
+    return st;
 }
 
 /* Gemma prefix attention (8 heads of 256 over one key/value head) at P = 532 and 788 keys:
@@ -670,44 +718,19 @@ static int bench_attention_prefix(void) {
         fill_kernel<<<1024, 256>>>(v, (size_t)B * kv_stride, 8, 1.0f);
         cudaMemset(pad, 1, (size_t)B * P);
         cudaDeviceSynchronize();
-        pi0_gemm_args sc, pv;
-        memset(&sc, 0, sizeof sc);
-        sc.M = R; sc.N = P; sc.K = Dh; sc.batch = B;
-        sc.tx = sc.tw = CUDA_R_16BF; sc.ty = CUDA_R_32F;
-        sc.x = q; sc.ldx = Dh; sc.sx = sq; sc.w = k; sc.ldw = Dh; sc.sw = kv_stride;
-        sc.y = scores; sc.ldy = ldS; sc.sy = sS; sc.alpha = 1.0f;
-        memset(&pv, 0, sizeof pv);
-        pv.M = R; pv.N = Dh; pv.K = P; pv.batch = B;
-        pv.tx = pv.tw = pv.ty = CUDA_R_16BF;
-        pv.x = scores; pv.ldx = 2 * ldS; pv.sx = 2 * sS; pv.w = v; pv.ldw = Dh;
-        pv.sw = kv_stride; pv.w_kn = 1; pv.y = o; pv.ldy = Dh; pv.sy = sq; pv.alpha = 1.0f;
+        prefix_bench pb = { g, o, q, k, v, scores, pad, B, R, P, H, Dh, ldS, sq, kv_stride,
+                            {}, {} };
+        pi0_gemm_args *sc = &pb.sc, *pv = &pb.pv;
+        sc->M = R; sc->N = P; sc->K = Dh; sc->batch = B;
+        sc->tx = sc->tw = CUDA_R_16BF; sc->ty = CUDA_R_32F;
+        sc->x = q; sc->ldx = Dh; sc->sx = sq; sc->w = k; sc->ldw = Dh; sc->sw = kv_stride;
+        sc->y = scores; sc->ldy = ldS; sc->sy = sS; sc->alpha = 1.0f;
+        pv->M = R; pv->N = Dh; pv->K = P; pv->batch = B;
+        pv->tx = pv->tw = pv->ty = CUDA_R_16BF;
+        pv->x = scores; pv->ldx = 2 * ldS; pv->sx = 2 * sS; pv->w = v; pv->ldw = Dh;
+        pv->sw = kv_stride; pv->w_kn = 1; pv->y = o; pv->ldy = Dh; pv->sy = sq; pv->alpha = 1.0f;
         cudaGraphExec_t ge[2] = { NULL, NULL };
-        for (int variant = 0; variant < 2; variant++) {
-            for (int pass = 0; pass < 2; pass++) { /* eager (plans), then captured */
-                cudaGraph_t gr = NULL;
-                if (pass) cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
-                pi0_status st;
-                if (variant == 0) {
-                    st = pi0_attention_prefix_cuda(o, q, k, v, pad, B, R, P, Dh, sq, kv_stride, P,
-                                                   s, &err);
-                } else {
-                    st = pi0_gemm(g, &sc, s, &err);
-                    if (!st) st = pi0_softmax_cuda(scores, B, R, P, ldS, PI0_MASK_PREFIX, pad, P,
-                                                   P, H, s, &err);
-                    if (!st) st = pi0_gemm(g, &pv, s, &err);
-                }
-                if (pass) cudaStreamEndCapture(s, &gr);
-                if (st != PI0_OK) {
-                    printf("FAIL bench prefix attention: %s\n", err.msg);
-                    return 1;
-                }
-                if (pass) {
-                    cudaGraphInstantiate(&ge[variant], gr, 0);
-                    cudaGraphDestroy(gr);
-                }
-                cudaStreamSynchronize(s);
-            }
-        }
+        if (capture_variants(prefix_bench_enqueue, &pb, s, ge, "prefix attention")) return 1;
         float tf = graph_median_ms(ge[0], s, 31), tu = graph_median_ms(ge[1], s, 31);
         double flop = 4.0 * B * R * P * Dh;
         printf("| 8 heads x 256, 1 kv head | %d | %d | %.1f | %.0f | %.1f | %.2fx |\n", B, P,

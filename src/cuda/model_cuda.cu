@@ -137,7 +137,8 @@ typedef struct {
 
     graph_entry graphs[MAX_GRAPHS];
     unsigned long long clock;
-    int eager_runs; /* runs outside a graph so far, for PI0_CUDA_PROFILE_RUN */
+    int profile_run;  /* PI0_CUDA_PROFILE_RUN: which eager run is the profiler's range (0: none) */
+    int eager_runs;   /* runs outside a graph so far */
 } cuda_state;
 
 /* ---- buffer tables: measure, allocate once, carve ------------------------------------ */
@@ -804,6 +805,10 @@ static pi0_status cuda_open(pi0_model *m, pi0_error *err) {
     pi0_status rc;
     st->dev = m->opt.device;
     st->flags = m->opt.opt_flags;
+    /* PI0_CUDA_PROFILE_RUN=k: the k-th eager run (from 1) alone is the profiler's range, so
+     * `ncu --profile-from-start off` times one inference's kernels and not the GEMM tuning */
+    const char *prof = getenv("PI0_CUDA_PROFILE_RUN");
+    st->profile_run = prof ? atoi(prof) : 0;
     int np = d->image_size / d->patch_size;
     st->N = np * np;
     st->Kp = 3 * d->patch_size * d->patch_size;
@@ -1027,10 +1032,7 @@ static pi0_status cuda_run(pi0_model *m, pi0_run_mode mode, pi0_timing *timing, 
     CUDA_TRY(cudaSetDevice(st->dev));
     if (mode == PI0_RUN_FAST && (st->flags & PI0_OPT_GRAPH))
         return run_graph(st, &m->dims, timing, err);
-    /* PI0_CUDA_PROFILE_RUN=k: the k-th eager run (from 1) alone is the profiler's range, so
-     * `ncu --profile-from-start off` times one inference's kernels and not the GEMM tuning */
-    const char *prof = getenv("PI0_CUDA_PROFILE_RUN");
-    int profiled = prof && atoi(prof) == ++st->eager_runs;
+    int profiled = st->profile_run && st->profile_run == ++st->eager_runs;
     if (profiled) CUDA_TRY(cudaProfilerStart());
     PI0_STATUS_TRY(forward(st, &m->dims, st->ev, err));
     CUDA_TRY(cudaEventSynchronize(st->ev[3]));

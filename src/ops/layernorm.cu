@@ -37,22 +37,23 @@ static __global__ void __launch_bounds__(NORM_VEC_THREADS)
     float sum_sq = 0.0f;
 #pragma unroll
     for (int c = 0; c < NORM_VEC_CHUNKS; c++) {
-        if (norm_vec_col(c) >= dim) break; /* the padding zeros are not deviations */
+        if (norm_vec_col(c) < dim) { /* the padding zeros are not deviations */
 #pragma unroll
-        for (int j = 0; j < 8; j++) sum_sq += (v[c][j] - mean) * (v[c][j] - mean);
+            for (int j = 0; j < 8; j++) sum_sq += (v[c][j] - mean) * (v[c][j] - mean);
+        }
     }
     float inv_std = rsqrtf(pi0_block_sum(sum_sq) / dim + eps);
 #pragma unroll
     for (int c = 0; c < NORM_VEC_CHUNKS; c++) {
         int i = norm_vec_col(c);
-        if (i >= dim) break;
-        const float4 g0 = *(const float4 *)(g + i), g1 = *(const float4 *)(g + i + 4);
-        const float4 b0 = *(const float4 *)(b + i), b1 = *(const float4 *)(b + i + 4);
-        const float gain[8] = { g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w };
-        const float bias[8] = { b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w };
+        if (i < dim) {
+            float gain[8], bias[8];
+            norm_vec_params(gain, g, i);
+            norm_vec_params(bias, b, i);
 #pragma unroll
-        for (int j = 0; j < 8; j++) v[c][j] = (v[c][j] - mean) * inv_std * gain[j] + bias[j];
-        norm_vec_store(y + (size_t)blockIdx.x * dim + i, v[c]);
+            for (int j = 0; j < 8; j++) v[c][j] = (v[c][j] - mean) * inv_std * gain[j] + bias[j];
+            norm_vec_store(y + (size_t)blockIdx.x * dim + i, v[c]);
+        }
     }
 }
 

@@ -44,6 +44,13 @@ static __device__ __forceinline__ void norm_vec_load(float v[NORM_VEC_CHUNKS][8]
     }
 }
 
+/* The 8 fp32 parameters (gain, bias) of a piece starting at column i. */
+static __device__ __forceinline__ void norm_vec_params(float out[8], const float *p, int i) {
+    const float4 a = *(const float4 *)(p + i), b = *(const float4 *)(p + i + 4);
+    out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
+    out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
+}
+
 static __device__ __forceinline__ void norm_vec_store(bf16 *dst, const float v[8]) {
     uint4 raw;
     __nv_bfloat162 *p = (__nv_bfloat162 *)&raw;

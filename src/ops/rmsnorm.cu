@@ -40,8 +40,8 @@ static __global__ void __launch_bounds__(NORM_VEC_THREADS)
     for (int c = 0; c < NORM_VEC_CHUNKS; c++) {
         int i = norm_vec_col(c);
         if (i < dim) {
-            const float4 s0 = *(const float4 *)(s + i), s1 = *(const float4 *)(s + i + 4);
-            const float gain[8] = { s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w };
+            float gain[8];
+            norm_vec_params(gain, s, i);
 #pragma unroll
             for (int j = 0; j < 8; j++) v[c][j] = v[c][j] * inv_rms * (1.0f + gain[j]);
             if (y_f32) {
