@@ -181,6 +181,10 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
     unsigned ring = smem_addr(smem + p.off_ring), row_bytes = a.W * 2,
              row_stride = (a.W + 8) * 2, slot_bytes = 8 * row_stride;
     unsigned it = 0;
+    /* Every weight is read once a step: tagged to leave L2 first, the 0.6 GB stream no longer
+     * pushes out what each step reads again (the KV cache, norm scales, RoPE table, the
+     * activations): 685 -> 661 us a step on the H200. */
+    const unsigned long long evict_first = l2_evict_first_policy();
     for (int l = 0; l < a.depth; l++) {
         pi0_xstep_layer L = a.layers[l];
         if (p.trace && blockIdx.x == 0) p.trace[(size_t)a.depth * 6 * TR_PER_PHASE + l] = now_ns();
@@ -195,7 +199,7 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
                         const bf16 *src = g.w + (size_t)weight_row(a, ph, j, n) * g.ldw +
                                           (size_t)c * a.W;
                         bulk_copy(ring + slot * slot_bytes + n * row_stride, src, row_bytes,
-                                  full0 + slot * 8);
+                                  full0 + slot * 8, evict_first);
                     }
                 }
         }

@@ -52,12 +52,21 @@ static __device__ __forceinline__ void cp_async_wait_all() {
     asm volatile("cp.async.wait_all;" ::: "memory");
 }
 
-/* TMA bulk copy of `bytes` (multiple of 16) global -> shared, completing on mbarrier `bar`. */
+/* An L2 policy that evicts what it tags first: for data read once, so that it does not push
+ * out what is read again. */
+static __device__ __forceinline__ unsigned long long l2_evict_first_policy() {
+    unsigned long long policy;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    return policy;
+}
+
+/* TMA bulk copy of `bytes` (multiple of 16) global -> shared, completing on mbarrier `bar`,
+ * under an L2 cache policy (l2_evict_first_policy). */
 static __device__ __forceinline__ void bulk_copy(unsigned dst, const void *src, unsigned bytes,
-                                          unsigned bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
-                 "[%0], [%1], %2, [%3];" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar)
+                                                 unsigned bar, unsigned long long policy) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint "
+                 "[%0], [%1], %2, [%3], %4;" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar), "l"(policy)
                  : "memory");
 }
 
