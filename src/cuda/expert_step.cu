@@ -109,21 +109,25 @@ __device__ __forceinline__ void stamp_phase(unsigned long long *trace, int l, in
 /* Grid-wide barrier of the consumer threads; every CTA is resident (cooperative launch). The
  * counter's top bit flips once all gridDim.x CTAs have added their share (CTA 0 adds
  * 2^31 - (n-1), the others 1), which also leaves the low bits as they were for the next use.
- * The release add publishes this CTA's writes (ordered before it by the named barrier; release
- * is cumulative), the acquire loads make every other CTA's visible. Full fences on both sides
- * cost 0.7 ms at batch 1 on the H200 (docs/BENCHMARKS.md) and add nothing to the ordering. */
+ * The add publishes this CTA's writes (ordered before it by the named barrier; release is
+ * cumulative), the acquire loads make every other CTA's visible. Full fences on both sides
+ * cost 0.7 ms at batch 1 on the H200 (docs/BENCHMARKS.md) and add nothing to the ordering.
+ * The CTA whose add flips the bit arrived last: its add is also an acquire (acq_rel), and it
+ * goes on without the round trip of a load that could only confirm its own add. */
 __device__ __forceinline__ void grid_sync(unsigned *counter, unsigned long long *trace) {
     named_sync();
     if (threadIdx.x == 0) {
         stamp(trace, TR_ARRIVE);
         unsigned add = blockIdx.x == 0 ? 0x80000000u - (gridDim.x - 1) : 1u, old, now;
-        asm volatile("atom.add.release.gpu.global.u32 %0, [%1], %2;"
+        asm volatile("atom.add.acq_rel.gpu.global.u32 %0, [%1], %2;"
                      : "=r"(old)
                      : "l"(counter), "r"(add)
                      : "memory");
-        do {
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(counter) : "memory");
-        } while (((old ^ now) & 0x80000000u) == 0);
+        if (((old ^ (old + add)) & 0x80000000u) == 0) /* not the last to arrive */
+            do {
+                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(counter)
+                             : "memory");
+            } while (((old ^ now) & 0x80000000u) == 0);
         stamp(trace, TR_LEAVE);
     }
     named_sync();
