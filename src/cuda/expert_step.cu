@@ -653,7 +653,10 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
 template <int DH>
 __device__ void merge_phase(const xstep_params &p) {
     const pi0_xstep_args &a = p.a;
-    constexpr int CB = 8; /* (all 17 of the benchmark's chunks at once measured slower) */
+    /* chunks whose loads are in flight at once: the 17 of the benchmark (P = 532) in two
+     * rounds (H200: merge 3.14 -> 2.86 us a layer against 8; 12 or all 17 at once made the
+     * kernel's other phases slower, by its registers) */
+    constexpr int CB = 9;
     int QR = p.QR, n_ch = p.n_chunks;
     const float2 *ml = reinterpret_cast<const float2 *>(a.part + (size_t)a.B * n_ch * QR * DH);
     for (int item = blockIdx.x; item < a.B * QR; item += gridDim.x) {
