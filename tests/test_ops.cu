@@ -767,7 +767,7 @@ static const op_case cases[] = {
     { "rope gemma Dh=256 B=1", run_rope, { 1, 532, 8, 256 } },
     { "rope gemma Dh=256 B=2", run_rope, { 2, 61, 8, 256 } },
     { "rope tiny Dh=16", run_rope, { 3, 17, 8, 16 } },
-    { "rope Dh=20 (scalar kernel)", run_rope, { 2, 9, 4, 20 } },
+    { "rope Dh=20 (2-byte loads)", run_rope, { 2, 9, 4, 20 } },
     { "softmax siglip 16x72 heads", run_softmax, { 2 * 16, 256, 256, 0, PI0_MASK_NONE } },
     { "softmax prefix B=2", run_softmax, { 2, 8 * 40, 816, 816, PI0_MASK_PREFIX } },
     { "softmax suffix B=1", run_softmax, { 1, 8 * 11, 543, 532, PI0_MASK_SUFFIX } },

@@ -28,6 +28,7 @@
 
 #include "cuda/expert_step.h"
 #include "cuda/ptx.cuh"
+#include "ops/rope_angle.cuh"
 
 /* The kernel's real body exists for sm_90 and newer (TMA bulk copies, mbarrier transactions);
  * the portable sm_80 build gets a stub that traps, which pi0_xstep_supported never launches.
@@ -747,16 +748,12 @@ __global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_par
 }
 
 /* rope[r, i] = (cos, sin) of RoPE angle i at suffix row r's position n_valid[b] + t, computed
- * exactly as rope.cu computes it. */
+ * as rope.cu computes it (rope_angle.cuh). */
 __global__ void rope_table_kernel(float *rope, const int32_t *n_valid, int S, int Dh) {
     int r = blockIdx.x, half = Dh / 2;
     float pos = (float)(n_valid[r / S] + r % S);
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float timescale = powf(10000.0f, (2.0f / (float)Dh) * (float)i), sn, cs;
-        sincosf(pos / timescale, &sn, &cs);
-        rope[((size_t)r * half + i) * 2] = cs;
-        rope[((size_t)r * half + i) * 2 + 1] = sn;
-    }
+    for (int i = threadIdx.x; i < half; i += blockDim.x)
+        reinterpret_cast<float2 *>(rope)[(size_t)r * half + i] = rope_angle(pos, i, Dh);
 }
 
 typedef void (*kernel_fn)(const xstep_params);
