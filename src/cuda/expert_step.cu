@@ -648,48 +648,51 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
 }
 
 /* MERGE: o[b, qr, :] = sum_c e^(m_c - M) O_c / sum_c e^(m_c - M) l_c, M = max_c m_c, in one
- * pass that rescales when a larger m_c comes (chunks read CB at a time). A chunk whose keys are
- * all masked has m_c = MASKED_LOGIT and weighs exactly zero (the state token's own key is
- * always valid, so M is a real logit). */
+ * pass that rescales when a larger m_c comes. A chunk whose keys are all masked has
+ * m_c = MASKED_LOGIT and weighs exactly zero (the state token's own key is always valid, so M
+ * is a real logit). The chunks' partial rows come into the shared region by cp.async, every
+ * copy in flight at once: one L2 round trip for the benchmark's 17 chunks (as many as fit,
+ * then the next round), where loads into registers took two, 8 or 9 at a time (more made the
+ * kernel's other phases spill). */
 template <int DH>
-__device__ void merge_phase(const xstep_params &p) {
+__device__ void merge_phase(const xstep_params &p, unsigned char *smem) {
+    static_assert(DH <= CONSUMERS && DH % 4 == 0, "one output column per thread");
     const pi0_xstep_args &a = p.a;
-    /* chunks whose loads are in flight at once: the 17 of the benchmark (P = 532) in two
-     * rounds (H200: merge 3.14 -> 2.86 us a layer against 8; 12 or all 17 at once made the
-     * kernel's other phases slower, by its registers) */
-    constexpr int CB = 9;
-    int QR = p.QR, n_ch = p.n_chunks;
+    constexpr int PIECES = DH / 4; /* 16-byte copies a partial row */
+    int QR = p.QR, n_ch = p.n_chunks, tid = threadIdx.x;
+    int per_round = (int)((p.off_ring - p.off_region) / (DH * 4 + sizeof(float2)));
+    per_round = per_round > CONSUMERS ? CONSUMERS : per_round; /* stats: one per thread */
+    float *rows = reinterpret_cast<float *>(smem + p.off_region);  /* [per_round][DH] */
+    float2 *stats = reinterpret_cast<float2 *>(rows + (size_t)per_round * DH); /* m_c, l_c */
     const float2 *ml = reinterpret_cast<const float2 *>(a.part + (size_t)a.B * n_ch * QR * DH);
     for (int item = blockIdx.x; item < a.B * QR; item += gridDim.x) {
         int b = item / QR, qr = item % QR;
-        for (int d = threadIdx.x; d < DH; d += CONSUMERS) {
-            float M = -3.402823466e38f, den = 0.0f, num = 0.0f;
-            for (int c0 = 0; c0 < n_ch; c0 += CB) {
-                float2 v[CB];
-                float o[CB];
-#pragma unroll
-                for (int k = 0; k < CB; k++) {
-                    size_t row = (size_t)(b * n_ch + c0 + k) * QR + qr;
-                    bool in = c0 + k < n_ch;
-                    v[k] = in ? __ldcg(ml + row) : make_float2(-3.402823466e38f, 0.0f);
-                    o[k] = in ? __ldcg(a.part + row * DH + d) : 0.0f;
-                }
-#pragma unroll
-                for (int k = 0; k < CB; k++) {
-                    if (c0 + k >= n_ch) break;
-                    if (v[k].x > M) {
-                        float scale = expf(M - v[k].x);
+        float M = -3.402823466e38f, den = 0.0f, num = 0.0f;
+        for (int c0 = 0; c0 < n_ch; c0 += per_round) {
+            int n = n_ch - c0 < per_round ? n_ch - c0 : per_round;
+            named_sync(); /* the region's last readers are done */
+            for (int i = tid; i < n * PIECES; i += CONSUMERS) {
+                size_t row = (size_t)(b * n_ch + c0 + i / PIECES) * QR + qr;
+                cp_async16(rows + (size_t)i * 4, a.part + row * DH + (i % PIECES) * 4, true);
+            }
+            if (tid < n) stats[tid] = __ldcg(ml + (size_t)(b * n_ch + c0 + tid) * QR + qr);
+            cp_async_wait_all();
+            named_sync();
+            if (tid < DH)
+                for (int c = 0; c < n; c++) {
+                    float2 v = stats[c];
+                    if (v.x > M) {
+                        float scale = expf(M - v.x);
                         den *= scale;
                         num *= scale;
-                        M = v[k].x;
+                        M = v.x;
                     }
-                    float w = expf(v[k].x - M);
-                    den += w * v[k].y;
-                    num += w * o[k];
+                    float w = expf(v.x - M);
+                    den += w * v.y;
+                    num += w * rows[c * DH + tid];
                 }
-            }
-            a.o[((size_t)b * QR + qr) * DH + d] = __float2bfloat16(num / den);
         }
+        if (tid < DH) a.o[((size_t)b * QR + qr) * DH + tid] = __float2bfloat16(num / den);
     }
 }
 
@@ -707,7 +710,7 @@ __device__ void expert_layers(const xstep_params &p, unsigned char *smem, unsign
         SYNC_(0);
         attention_phase<DH>(p, smem, L, trace_at(p.trace, l, 1));
         SYNC_(1);
-        merge_phase<DH>(p);
+        merge_phase<DH>(p, smem);
         SYNC_(2);
         gemm_phase_run<MT>(p, smem, L, l, PH_O, it, buf);
         SYNC_(3);
