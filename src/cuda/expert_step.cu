@@ -821,7 +821,7 @@ extern "C" pi0_status pi0_xstep_rope_cuda(float *rope, const int32_t *n_valid, i
  * CTA 0's time went per phase (print_trace; it synchronizes). A development aid, read once.
  * The variants measured and dropped (fewer CTAs, fewer ring slots, full fences at the barrier, K
  * split over the warps in every phase, cp.async inputs, the whole denoising loop and its glue
- * in one launch, one CTA per key chunk, every chunk at once in the merge) are in
+ * in one launch, one CTA per key chunk, every chunk at once in the merge into registers) are in
  * docs/BENCHMARKS.md. */
 static int trace_wanted() {
     static int v = -1;
