@@ -1,11 +1,13 @@
 /* cuda_common.h - what every .cu file of the CUDA backend shares: the bf16 type, the checked-call
- * macros and two block reductions. Internal to src/cuda and the .cu files of src/ops. */
+ * macros, two host-side checks (alignment, shared memory) and the block reductions. Internal to
+ * src/cuda and the .cu files of src/ops. */
 #ifndef PI0_CUDA_COMMON_H
 #define PI0_CUDA_COMMON_H
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <stdint.h>
 
 #include "common.h"
 
@@ -30,6 +32,21 @@ typedef __nv_bfloat16 bf16;
 
 /* A launch is checked right after it is queued (errors of the configuration show up here). */
 #define LAUNCH_CHECK() CUDA_TRY(cudaGetLastError())
+
+/* Whether p allows 16-byte accesses (uint4 loads, cp.async, TMA). */
+static inline int pi0_aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
+
+/* The opt-in shared memory a block may have on `device`, in bytes; 0 when the query fails (its
+ * error cleared, not left for the next launch check to find). */
+static inline int pi0_smem_optin(int device) {
+    int bytes = 0;
+    if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+        cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return bytes;
+}
 
 #define PI0_STATUS_TRY(call)                                                               \
     do {                                                                                   \

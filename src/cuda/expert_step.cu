@@ -769,13 +769,6 @@ static kernel_fn kernel_for(int MT, int DH) {
     return NULL;
 }
 
-static int max_smem(int device) {
-    int v = 0;
-    if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
-        return 0;
-    return v;
-}
-
 } /* namespace */
 
 extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows) {
@@ -792,7 +785,7 @@ extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int 
     cudaFuncAttributes attr;
     if (cudaFuncGetAttributes(&attr, k) != cudaSuccess) return 0;
     if (attr.ptxVersion < 90) return 0; /* only the portable sm_80 copy exists for this GPU */
-    smem_plan sp = plan_smem(MT, Dh, W, max_smem(device));
+    smem_plan sp = plan_smem(MT, Dh, W, pi0_smem_optin(device));
     if (sp.n_slots < 2) return 0;
     /* the kernel's shared-memory size is set here, once, for every later launch */
     int per_sm = 0;
@@ -875,7 +868,7 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     CUDA_TRY(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device));
     int R = a->B * a->S, MT = (R + 15) / 16;
     kernel_fn k = kernel_for(MT, a->Dh);
-    smem_plan sp = plan_smem(MT, a->Dh, a->W, max_smem(device));
+    smem_plan sp = plan_smem(MT, a->Dh, a->W, pi0_smem_optin(device));
     if (!k || R > PI0_XSTEP_MAX_ROWS || sp.n_slots < 2)
         return pi0_fail(err, PI0_ERR_UNSUPPORTED,
                         "fused expert step: %d rows, head dim %d, width %d not supported", R,

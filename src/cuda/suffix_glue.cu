@@ -181,14 +181,12 @@ extern "C" int pi0_glue_supported(int rows, int W, int Da) {
            W <= PI0_GLUE_MAX_WIDTH && Da > 0 && Da % 4 == 0 && Da <= PI0_GLUE_MAX_ACTION;
 }
 
-static int misaligned(const void *p) { return (uintptr_t)p % 16 != 0; }
-
 extern "C" pi0_status pi0_glue_linear_cuda(const pi0_glue_linear *p, cudaStream_t stream,
                                            pi0_error *err) {
     if (p->M <= 0 || p->N <= 0) return PI0_OK;
     if (p->M > PI0_GLUE_MAX_ROWS || p->K <= 0 || p->K % 4 || p->ldw % 4 || p->ldw < p->K ||
-        (!p->y && (p->A <= 0 || p->M % p->A || !p->ys || !p->state_tok)) || misaligned(p->x) ||
-        misaligned(p->w))
+        (!p->y && (p->A <= 0 || p->M % p->A || !p->ys || !p->state_tok)) ||
+        !pi0_aligned16(p->x) || !pi0_aligned16(p->w))
         return pi0_fail(err, PI0_ERR_UNSUPPORTED,
                         "suffix glue linear: %d rows (at most %d), K %d and ldw %d (multiples of "
                         "4), 16-byte aligned x and w", p->M, (int)PI0_GLUE_MAX_ROWS, p->K, p->ldw);
@@ -208,8 +206,8 @@ extern "C" pi0_status pi0_glue_step_end_cuda(const pi0_glue_step_end *p, cudaStr
                                              pi0_error *err) {
     const int rows = p->B * p->A;
     if (rows <= 0) return PI0_OK;
-    if (!pi0_glue_supported(rows, p->W, p->Da) || misaligned(p->w_out) ||
-        (p->tpart && misaligned(p->w_c)))
+    if (!pi0_glue_supported(rows, p->W, p->Da) || !pi0_aligned16(p->w_out) ||
+        (p->tpart && !pi0_aligned16(p->w_c)))
         return pi0_fail(err, PI0_ERR_UNSUPPORTED,
                         "suffix glue step end: %d rows, width %d, %d action dims", rows, p->W,
                         p->Da);

@@ -357,22 +357,14 @@ static __global__ void __launch_bounds__(PFX_THREADS, 1)
                         ep0 * inv0, ep1 * inv1);
 }
 
-/* Opt-in shared memory per block of the current device, cached per device; -1 if unknown. */
+/* Opt-in shared memory a block may have on the current device; 0 if unknown. */
 static int device_smem_optin(void) {
-    static int cached[32]; /* bytes + 1, 0 = not asked yet */
-    int dev = 0, bytes = 0;
+    int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) {
         cudaGetLastError(); /* not left for the next launch check to find */
-        return -1;
+        return 0;
     }
-    if (dev < 32 && cached[dev]) return cached[dev] - 1;
-    if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
-        cudaSuccess) {
-        cudaGetLastError();
-        return -1;
-    }
-    if (dev < 32) cached[dev] = bytes + 1;
-    return bytes;
+    return pi0_smem_optin(dev);
 }
 
 static_assert(pfx_smem_bytes(256) <= 227 * 1024, "Dh 256 fits a Hopper block");
@@ -430,8 +422,8 @@ extern "C" pi0_status pi0_attention_prefix_cuda(bf16 *o, const bf16 *q, const bf
     if (B > 65535)
         return pi0_fail(err, PI0_ERR_UNSUPPORTED,
                         "fused prefix attention over %d batch rows, expected at most 65535", B);
-    if ((((uintptr_t)o | (uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16) || q_stride % 8 ||
-        kv_stride % 8)
+    if (!pi0_aligned16(o) || !pi0_aligned16(q) || !pi0_aligned16(k) || !pi0_aligned16(v) ||
+        q_stride % 8 || kv_stride % 8)
         return pi0_fail(err, PI0_ERR_UNSUPPORTED,
                         "fused prefix attention needs 16-byte aligned o, q, k, v and batch "
                         "strides, got %p, %p, %p, %p and strides %lld, %lld elements",

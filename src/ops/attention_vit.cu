@@ -221,7 +221,7 @@ extern "C" pi0_status pi0_attention_vit_cuda(bf16 *o, const bf16 *qkv, int n_img
                         "multiple of %d tokens up to %d and a head dim that is a multiple of 8 "
                         "up to %d", N, Dh, VIT_ROWS, VIT_MAX_N, VIT_MAX_DH);
     if (n_img <= 0 || H <= 0) return PI0_OK;
-    if (((uintptr_t)qkv | (uintptr_t)o) % 16)
+    if (!pi0_aligned16(qkv) || !pi0_aligned16(o))
         return pi0_fail(err, PI0_ERR_UNSUPPORTED,
                         "fused SigLIP attention needs 16-byte aligned q/k/v and o, got %p and %p",
                         (const void *)qkv, (void *)o);

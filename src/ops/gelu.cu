@@ -55,7 +55,7 @@ static int grid_for(size_t n) {
 extern "C" pi0_status pi0_gelu_mul_cuda(bf16 *gu, int n_rows, int F, int ld, cudaStream_t stream,
                                         pi0_error *err) {
     if (n_rows <= 0) return PI0_OK;
-    if (F % 8 == 0 && ld % 8 == 0 && (uintptr_t)gu % 16 == 0)
+    if (F % 8 == 0 && ld % 8 == 0 && pi0_aligned16(gu))
         gelu_mul8_kernel<<<grid_for((size_t)n_rows * F / 8), 256, 0, stream>>>(gu, n_rows, F, ld);
     else
         gelu_mul_kernel<<<grid_for((size_t)n_rows * F), 256, 0, stream>>>(gu, n_rows, F, ld);

@@ -61,7 +61,7 @@ extern "C" pi0_status pi0_layernorm_cuda(bf16 *y, const bf16 *x, const float *g,
                                          int n_rows, int dim, float eps, cudaStream_t stream,
                                          pi0_error *err) {
     if (n_rows <= 0) return PI0_OK;
-    if (norm_vec_ok(dim, x, y, g) && (uintptr_t)b % 16 == 0)
+    if (norm_vec_ok(dim, x, y, g) && pi0_aligned16(b))
         layernorm_vec_kernel<<<n_rows, NORM_VEC_THREADS, 0, stream>>>(y, x, g, b, dim, eps);
     else
         layernorm_kernel<<<n_rows, 256, 0, stream>>>(y, x, g, b, dim, eps);

@@ -16,7 +16,7 @@ enum {
 /* Whether a row of `dim` fits and every pointer allows 16-byte accesses. */
 static inline int norm_vec_ok(int dim, const void *x, const void *y, const float *scale) {
     return dim > 0 && dim % 8 == 0 && dim <= NORM_VEC_MAX_DIM &&
-           ((uintptr_t)x | (uintptr_t)y | (uintptr_t)scale) % 16 == 0;
+           pi0_aligned16(x) && pi0_aligned16(y) && pi0_aligned16(scale);
 }
 
 /* First column of this thread's piece c. */

@@ -57,16 +57,14 @@ static __global__ void __launch_bounds__(ROPE_THREADS)
     }
 }
 
-static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
 extern "C" pi0_status pi0_rope_qkv_cuda(bf16 *q, bf16 *kc, bf16 *vc, const bf16 *qkv,
                                         const int32_t *pos, int pos_ld, int pos_t, int pos_add,
                                         int B, int T, int H, int Dh, long long kv_stride,
                                         int kv_row0, cudaStream_t stream, pi0_error *err) {
     if (B * T <= 0) return PI0_OK;
     const size_t smem = (size_t)(Dh / 2) * sizeof(float2);
-    if ((Dh / 2) % 8 == 0 && kv_stride % 8 == 0 && (!q || aligned16(q)) && aligned16(kc) &&
-        aligned16(vc) && aligned16(qkv))
+    if ((Dh / 2) % 8 == 0 && kv_stride % 8 == 0 && (!q || pi0_aligned16(q)) &&
+        pi0_aligned16(kc) && pi0_aligned16(vc) && pi0_aligned16(qkv))
         rope_qkv_kernel<8><<<B * T, ROPE_THREADS, smem, stream>>>(
             q, kc, vc, qkv, pos, pos_ld, pos_t, pos_add, T, H, Dh, kv_stride, kv_row0);
     else
