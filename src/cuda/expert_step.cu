@@ -57,6 +57,7 @@ struct xstep_params {
     pi0_xstep_args a;
     int R, QR, Tk, n_chunks;   /* rows, query rows per batch row, keys, key chunks per row */
     int n_slots;               /* ring slots */
+    int cluster;               /* CTAs per cluster: 1, or 2 sharing O's and DOWN's inputs */
     unsigned off_scratch, off_region, off_ring; /* byte offsets in dynamic shared memory */
     unsigned long long *trace; /* PI0_XSTEP_TRACE: CTA 0's times (trace_at), NULL normally */
 };
@@ -67,18 +68,23 @@ struct smem_plan { int n_slots; unsigned off_scratch, off_region, off_ring, tota
 
 static unsigned round_up(unsigned x, unsigned m) { return (x + m - 1) / m * m; }
 
-/* mbarriers, then the cross-warp sum scratch (double-buffered), then one region that holds
- * either a GEMM's activation chunk or the attention's K/V tiles, then the weight ring. */
-static smem_plan plan_smem(int MT, int DH, int W, int max_bytes) {
+/* mbarriers (each ring slot's full and empty, then IN_FULL: a multicast input has landed), then
+ * the cross-warp sum scratch (double-buffered), then one region that holds a GEMM's activation
+ * chunk, the attention's K/V tiles, the merge's partial rows, or (in clusters) the whole input of
+ * O or DOWN, then the weight ring. in_bytes: that whole input, 0 without clusters. */
+enum { BAR_IN_FULL = 2 * MAX_SLOTS, N_BARS };
+
+static smem_plan plan_smem(int MT, int DH, int W, int max_bytes, unsigned in_bytes = 0) {
     smem_plan s;
-    unsigned bars = 2 * MAX_SLOTS * 8;
+    unsigned bars = N_BARS * 8;
     unsigned scratch = 2u * CONSUMER_WARPS * MT * 32 * 4 * sizeof(float);
     unsigned a_chunk = (unsigned)MT * 16 * (W + 8) * 2;
     unsigned attn = (unsigned)(2 * KEYS_PER_CHUNK) * (DH + 8) * 2 + KEYS_PER_CHUNK;
     unsigned slot = 8u * (W + 8) * 2;
     s.off_scratch = round_up(bars, 128);
     s.off_region = round_up(s.off_scratch + scratch, 128);
-    s.off_ring = round_up(s.off_region + (a_chunk > attn ? a_chunk : attn), 128);
+    unsigned region = a_chunk > attn ? a_chunk : attn;
+    s.off_ring = round_up(s.off_region + (in_bytes > region ? in_bytes : region), 128);
     int n = max_bytes > (int)s.off_ring ? (int)((max_bytes - s.off_ring) / slot) : 0;
     s.n_slots = n > MAX_SLOTS ? MAX_SLOTS : n;
     s.total = s.off_ring + (unsigned)s.n_slots * slot;
@@ -162,9 +168,9 @@ __device__ __forceinline__ int weight_row(const pi0_xstep_args &a, int ph, int j
     return j * 8 + n;
 }
 
-/* This CTA's first tile of phase ph of layer l (then every gridDim.x-th). Tile counts are the
+/* CTA cta's first tile of phase ph of layer l (then every gridDim.x-th). Tile counts are the
  * same in every layer, so the rotation only needs the phase's index and the layer's. */
-__device__ __forceinline__ int first_tile(const pi0_xstep_args &a, int l, int ph) {
+__device__ __forceinline__ int first_tile(const pi0_xstep_args &a, int l, int ph, int cta) {
     const pi0_xstep_layer none = {};
     long long before = 0, per_layer = 0;
     for (int i = 0; i < N_GEMM_PHASES; i++) {
@@ -173,7 +179,12 @@ __device__ __forceinline__ int first_tile(const pi0_xstep_args &a, int l, int ph
         per_layer += n;
     }
     int G = gridDim.x, rot = (int)((l * per_layer + before) % G);
-    return ((int)blockIdx.x - rot + G) % G;
+    return (cta - rot + G) % G;
+}
+
+/* How many tiles that is, of n_tiles. */
+__device__ __forceinline__ int tiles_of(int first, int n_tiles) {
+    return first < n_tiles ? (n_tiles - first + (int)gridDim.x - 1) / (int)gridDim.x : 0;
 }
 
 /* ---- producer: one thread streams every weight tile this CTA will consume, in order ---- */
@@ -195,7 +206,7 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
         if (p.trace && blockIdx.x == 0) p.trace[(size_t)a.depth * 6 * TR_PER_PHASE + l] = now_ns();
         for (int ph = 0; ph < N_GEMM_PHASES; ph++) {
             gemm_phase g = phase_of(a, L, ph);
-            for (int j = first_tile(a, l, ph); j < g.n_tiles; j += gridDim.x)
+            for (int j = first_tile(a, l, ph, blockIdx.x); j < g.n_tiles; j += gridDim.x)
                 for (int c = 0; c < g.n_chunks; c++, it++) {
                     unsigned slot = it % p.n_slots, round = it / p.n_slots;
                     if (round > 0) mbar_wait(empty0 + slot * 8, (round - 1) & 1);
@@ -299,6 +310,33 @@ __device__ void load_activations(const xstep_params &p, const pi0_xstep_layer &L
     }
 }
 
+/* In clusters: O's or DOWN's whole input (R rows of o or act) into the region of every CTA of
+ * the cluster, at row stride ld + 8 (rows 4 banks apart for ldmatrix). CTA `rank` copies rows
+ * rank, rank + CL, ... with TMA multicast, so the cluster reads each row from L2 once: those
+ * reads, every CTA reading all of o or act, are what O and DOWN wait for (docs/BENCHMARKS.md).
+ * No handshake: the grid barrier before the phase means every CTA of the cluster is done with
+ * its region, and a CTA leaves the phase only after its own IN_FULL completes, so no copy of the
+ * next phase can count toward this one. Rows past R are not written; they reach only output
+ * rows that are never stored (an MMA row depends on its own A row alone). `use` counts the
+ * loads, the same in every CTA. */
+template <int CL>
+__device__ void load_inputs_multicast(const xstep_params &p, int ph, unsigned a_base,
+                                      unsigned bars, unsigned &use) {
+    const pi0_xstep_args &a = p.a;
+    unsigned in_full = bars + BAR_IN_FULL * 8;
+    if (threadIdx.x < 32) {
+        int lane = threadIdx.x & 31, ld = ph == PH_O ? a.H * a.Dh : a.F;
+        const bf16 *src = ph == PH_O ? a.o : a.act;
+        if (lane == 0) mbar_expect_tx(in_full, (unsigned)(p.R * ld * 2));
+        fence_proxy_async_global(); /* o or act, written by other CTAs before the grid barrier */
+        for (int r = (int)cluster_rank() + lane * CL; r < p.R; r += 32 * CL)
+            bulk_copy_multicast(a_base + (unsigned)(r * (ld + 8) * 2), src + (size_t)r * ld,
+                                (unsigned)(ld * 2), in_full, (unsigned short)((1u << CL) - 1));
+    }
+    mbar_wait(in_full, use & 1);
+    use++;
+}
+
 /* What a tile's epilogue needs from global memory, loaded before the tile's weights are
  * waited for so that the load's latency hides behind them: the residual values a tile of O or
  * DOWN adds to, or the RoPE cos/sin of a QKV tile's q and k columns. pre[hr] for rows g, g+8. */
@@ -395,17 +433,19 @@ __device__ __forceinline__ void mma_chunk(float acc[MT][4], unsigned a_base, int
  * warp from waiting on a slot's next fill before that slot's current one has landed (an
  * mbarrier parity wait cannot tell the two apart). Multi-chunk phases (O, DOWN: about one tile
  * per CTA, K = 2W or 4W) split each chunk's columns over all warps and sum through shared
- * memory. (Loading all of O's or DOWN's activation chunks at once was measured slower: every
- * CTA reads the same rows, and one burst of 132 readers queues on the same L2 lines.) */
-template <int MT>
+ * memory. Their input comes a chunk at a time by loads into registers (CL = 1) or all at once by
+ * multicast copies shared with the cluster's other CTA (CL = 2: half the L2 reads; H200 step
+ * 632 -> 570 us). All at once without the cluster was slower than either (every CTA pulling the
+ * whole input in one burst: step +0.25 ms). `use` counts multicast loads. */
+template <int MT, int CL>
 __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
-                               const pi0_xstep_layer &L, int l, int ph, unsigned &it, int &buf) {
+                               const pi0_xstep_layer &L, int l, int ph, unsigned &it, int &buf,
+                               unsigned &use) {
     const pi0_xstep_args &a = p.a;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, W = a.W, G = gridDim.x;
     gemm_phase gp = phase_of(a, L, ph);
-    int j0 = first_tile(a, l, ph);
-    int n_mine = j0 < gp.n_tiles ? (gp.n_tiles - j0 + G - 1) / G : 0;
-    if (n_mine == 0) return;
+    int j0 = first_tile(a, l, ph, blockIdx.x);
+    int n_mine = tiles_of(j0, gp.n_tiles);
     bf16 *A = reinterpret_cast<bf16 *>(smem + p.off_region);
     unsigned full0 = smem_addr(smem), empty0 = full0 + MAX_SLOTS * 8;
     unsigned ring = smem_addr(smem + p.off_ring), slot_bytes = 8 * (W + 8) * 2;
@@ -413,6 +453,7 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
 
     const int tk = ph == PH_QKV ? 0 : ph == PH_O ? 3 : ph == PH_GU ? 4 : 5; /* trace phase */
     if (gp.n_chunks == 1) {
+        if (n_mine == 0) return;
         named_sync(); /* the previous phase is done with the region */
         load_activations<MT>(p, L, ph, 0, A);
         named_sync();
@@ -436,7 +477,12 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
         return;
     }
 
-    int a_chunk = -1;
+    int a_chunk = -1, lda = W + 8;
+    if (CL > 1) { /* the whole input at once, every chunk at its column offset */
+        load_inputs_multicast<CL>(p, ph, a_base, full0, use);
+        stamp_phase(p.trace, l, tk, TR_INPUTS);
+        lda = gp.n_chunks * W + 8;
+    }
     float *scratch = reinterpret_cast<float *>(smem + p.off_scratch);
     for (int k = 0; k < n_mine; k++) {
         int j = j0 + k * G;
@@ -446,7 +492,7 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
         for (int m = 0; m < MT; m++)
             for (int e = 0; e < 4; e++) acc[m][e] = 0.0f;
         for (int c = 0; c < gp.n_chunks; c++, it++) {
-            if (c != a_chunk) {
+            if (CL == 1 && c != a_chunk) {
                 named_sync(); /* everyone is done with what the region held */
                 load_activations<MT>(p, L, ph, c, A);
                 named_sync();
@@ -456,7 +502,8 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
             unsigned slot = it % p.n_slots;
             mbar_wait(full0 + slot * 8, (it / p.n_slots) & 1);
             if (k == 0 && c == 0) stamp_phase(p.trace, l, tk, TR_WEIGHTS);
-            mma_chunk<MT>(acc, a_base, W + 8, ring + slot * slot_bytes, W, warp, CONSUMER_WARPS);
+            unsigned a_c = CL == 1 ? a_base : a_base + (unsigned)(c * W * 2);
+            mma_chunk<MT>(acc, a_c, lda, ring + slot * slot_bytes, W, warp, CONSUMER_WARPS);
             __syncwarp();
             if (lane == 0) mbar_arrive(empty0 + slot * 8);
         }
@@ -700,30 +747,38 @@ __device__ void merge_phase(const xstep_params &p, unsigned char *smem) {
 
 #ifdef XSTEP_HOPPER
 /* The consumers' walk over every layer of one step; ends with a grid barrier. */
-template <int MT, int DH>
-__device__ void expert_layers(const xstep_params &p, unsigned char *smem, unsigned &it, int &buf) {
+template <int MT, int DH, int CL>
+__device__ void expert_layers(const xstep_params &p, unsigned char *smem) {
+    unsigned it = 0, use = 0; /* ring fills consumed, region loads by multicast */
+    int buf = 0;              /* the cross-warp scratch's half */
     const pi0_xstep_args &a = p.a;
-#define SYNC_(k) grid_sync(a.barrier, trace_at(p.trace, l, k))
+    /* In clusters, partners copy into this CTA's region after a barrier: the fence orders this
+     * CTA's own reads and writes of it before those copies. */
+#define SYNC_(k)                                             \
+    do {                                                     \
+        if (CL > 1) fence_proxy_async_shared();              \
+        grid_sync(a.barrier, trace_at(p.trace, l, k));       \
+    } while (0)
     for (int l = 0; l < a.depth; l++) {
         pi0_xstep_layer L = a.layers[l];
-        gemm_phase_run<MT>(p, smem, L, l, PH_QKV, it, buf);
+        gemm_phase_run<MT, CL>(p, smem, L, l, PH_QKV, it, buf, use);
         SYNC_(0);
         attention_phase<DH>(p, smem, L, trace_at(p.trace, l, 1));
         SYNC_(1);
         merge_phase<DH>(p, smem);
         SYNC_(2);
-        gemm_phase_run<MT>(p, smem, L, l, PH_O, it, buf);
+        gemm_phase_run<MT, CL>(p, smem, L, l, PH_O, it, buf, use);
         SYNC_(3);
-        gemm_phase_run<MT>(p, smem, L, l, PH_GU, it, buf);
+        gemm_phase_run<MT, CL>(p, smem, L, l, PH_GU, it, buf, use);
         SYNC_(4);
-        gemm_phase_run<MT>(p, smem, L, l, PH_DOWN, it, buf);
+        gemm_phase_run<MT, CL>(p, smem, L, l, PH_DOWN, it, buf, use);
         SYNC_(5); /* the last one also times the end */
     }
 #undef SYNC_
 }
 #endif
 
-template <int MT, int DH>
+template <int MT, int DH, int CL>
 __global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_params p) {
 #ifdef XSTEP_HOPPER
     extern __shared__ __align__(128) unsigned char smem[];
@@ -733,18 +788,21 @@ __global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_par
             mbar_init(full0 + s * 8, 1);
             mbar_init(empty0 + s * 8, CONSUMER_WARPS);
         }
+        mbar_init(full0 + BAR_IN_FULL * 8, 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
-    __syncthreads();
+    if (CL > 1)
+        cluster_sync_all(); /* no CTA copies into a partner before its inits */
+    else
+        __syncthreads();
     if (threadIdx.x >= CONSUMERS) {
         if (threadIdx.x == CONSUMERS) producer(p, smem);
         return;
     }
-    unsigned it = 0;
-    int buf = 0;
     if (p.trace && blockIdx.x == 0 && threadIdx.x == 0)
         p.trace[(size_t)p.a.depth * (6 * TR_PER_PHASE + 1)] = now_ns();
-    expert_layers<MT, DH>(p, smem, it, buf);
+    /* A CTA of a cluster leaves only after every copy into it has landed (IN_FULL). */
+    expert_layers<MT, DH, CL>(p, smem);
 #else
     __trap(); /* built without sm_90 code: pi0_xstep_supported said no, never launched */
 #endif
@@ -759,17 +817,110 @@ __global__ void rope_table_kernel(float *rope, const int32_t *n_valid, int S, in
         reinterpret_cast<float2 *>(rope)[(size_t)r * half + i] = rope_angle(pos, i, Dh);
 }
 
+/* Launched once at load, with the step kernel's launch shape, to learn whether a cooperative
+ * launch of clusters is accepted and resident. */
+__global__ void __launch_bounds__(THREADS, 1) cluster_probe_kernel(const xstep_params) {}
+
 typedef void (*kernel_fn)(const xstep_params);
 
-static kernel_fn kernel_for(int MT, int DH) {
-#define K_(mt, dh) if (MT == mt && DH == dh) return expert_step_kernel<mt, dh>
-    K_(1, 256); K_(2, 256);
-    K_(1, 16); K_(2, 16);
+/* Clusters of 2 share O's and DOWN's inputs (load_inputs_multicast), for one row tile: with
+ * two, the whole input does not fit beside the ring. (Clusters of 4: only 30 fit at once on the
+ * 132 SMs of an H200.) */
+static kernel_fn kernel_for(int MT, int DH, int cluster) {
+#define K_(mt, dh, cl) \
+    if (MT == mt && DH == dh && cluster == cl) return expert_step_kernel<mt, dh, cl>
+    K_(1, 256, 1); K_(2, 256, 1); K_(1, 16, 1); K_(2, 16, 1);
+    K_(1, 256, 2); K_(1, 16, 2);
 #undef K_
     return NULL;
 }
 
+/* The shared-memory plan of a launch: in clusters, the region holds O's or DOWN's whole input
+ * (R rows, the wider of the two) when that leaves the ring all its slots and the row tiles'
+ * padding rows inside the allocation; otherwise cluster becomes 1. */
+static smem_plan plan_launch(int R, int DH, int W, int F, int H, int max_bytes, int *cluster) {
+    int MT = (R + 15) / 16;
+    if (*cluster > 1) {
+        unsigned ld = (unsigned)(F > H * DH ? F : H * DH), row = (ld + 8) * 2;
+        smem_plan sp = plan_smem(MT, DH, W, max_bytes, (unsigned)R * row);
+        if (sp.n_slots == MAX_SLOTS && sp.off_region + (unsigned)MT * 16 * row <= sp.total)
+            return sp;
+        *cluster = 1;
+    }
+    return plan_smem(MT, DH, W, max_bytes);
+}
+
 } /* namespace */
+
+/* The launch configuration of every step: one CTA per SM, all resident (the grid barrier waits
+ * for all of them), in clusters of `cluster` CTAs. attr must have room for two. */
+static cudaLaunchConfig_t launch_config(int n_sm, unsigned smem, int cluster, cudaStream_t stream,
+                                        cudaLaunchAttribute *attr) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(n_sm);
+    cfg.blockDim = dim3(THREADS);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    if (cluster > 1) {
+        attr[1].id = cudaLaunchAttributeClusterDimension;
+        attr[1].val.clusterDim.x = cluster;
+        attr[1].val.clusterDim.y = 1;
+        attr[1].val.clusterDim.z = 1;
+        cfg.numAttrs = 2;
+    }
+    return cfg;
+}
+
+/* The cluster size for the (MT, DH) step (see pi0_xstep_supported): 2 when there is a kernel
+ * for it, the grid fits in pairs all at once and a test launch of such a grid runs, else 1.
+ * smem: the opt-in maximum, set as the pair kernel's limit (plan_launch sizes each launch). */
+static int cluster_size(int MT, int DH, int device, unsigned smem) {
+    int want = 2, n_sm = 0, n_clusters = 0;
+    const char *e = getenv("PI0_XSTEP_CLUSTER");
+    int asked = e && *e; /* a size asked for explicitly: say why it is refused */
+    if (asked) want = atoi(e);
+    if (want == 1) return 1;
+    if (want != 2) {
+        fprintf(stderr, "PI0_XSTEP_CLUSTER=%s: 1 or 2; clusters of 1\n", e);
+        return 1;
+    }
+    kernel_fn k = kernel_for(MT, DH, want);
+    if (!k) return 1;
+    cudaLaunchAttribute attr[2];
+    cudaLaunchConfig_t cfg = {}, occ;
+    cudaError_t ce = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device);
+    if (ce == cudaSuccess && n_sm % want == 0) {
+        cfg = launch_config(n_sm, smem, want, 0, attr);
+        occ = cfg; /* the occupancy query takes the cluster shape alone */
+        occ.attrs = attr + 1;
+        occ.numAttrs = 1;
+        ce = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (ce == cudaSuccess) ce = cudaOccupancyMaxActiveClusters(&n_clusters, k, &occ);
+    }
+    if (ce == cudaSuccess && n_clusters * want < n_sm) {
+        if (asked)
+            fprintf(stderr, "PI0_XSTEP_CLUSTER=%d: only %d such clusters fit at once for %d "
+                    "SMs; clusters of 1\n", want, n_clusters, n_sm);
+        return 1;
+    }
+    if (ce == cudaSuccess)
+        ce = cudaFuncSetAttribute(cluster_probe_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  (int)smem);
+    if (ce == cudaSuccess) ce = cudaLaunchKernelEx(&cfg, cluster_probe_kernel, xstep_params{});
+    if (ce == cudaSuccess) ce = cudaDeviceSynchronize();
+    if (ce != cudaSuccess) {
+        if (asked)
+            fprintf(stderr, "PI0_XSTEP_CLUSTER=%d: %s; clusters of 1\n", want,
+                    cudaGetErrorString(ce));
+        cudaGetLastError();
+        return 1;
+    }
+    return want;
+}
 
 extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows) {
     int major = 0;
@@ -780,7 +931,7 @@ extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int 
         (H * Dh) % W || (H * Dh) < W)
         return 0;
     int MT = (rows + 15) / 16;
-    kernel_fn k = kernel_for(MT, Dh);
+    kernel_fn k = kernel_for(MT, Dh, 1);
     if (!k) return 0;
     cudaFuncAttributes attr;
     if (cudaFuncGetAttributes(&attr, k) != cudaSuccess) return 0;
@@ -789,11 +940,13 @@ extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int 
     if (sp.n_slots < 2) return 0;
     /* the kernel's shared-memory size is set here, once, for every later launch */
     int per_sm = 0;
-    return cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sp.total) ==
-               cudaSuccess &&
-           cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, THREADS, sp.total) ==
-               cudaSuccess &&
-           per_sm >= 1;
+    if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sp.total) !=
+            cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, THREADS, sp.total) !=
+            cudaSuccess ||
+        per_sm < 1)
+        return 0;
+    return cluster_size(MT, Dh, device, (unsigned)pi0_smem_optin(device));
 }
 
 extern "C" size_t pi0_xstep_part_floats(int rows, int keys, int H, int Dh) {
@@ -852,8 +1005,9 @@ static pi0_status print_trace(const unsigned long long *dev, const xstep_params 
             prev = t[TR_LEAVE];
         }
     }
-    fprintf(stderr, "xstep trace: %d rows, grid %d, %d slots: total %.1f us; us per layer, "
-            "phase: inputs/weights/work+wait:", p.R, grid, p.n_slots, (prev - t0) / 1e3);
+    fprintf(stderr, "xstep trace: %d rows, grid %d in clusters of %d, %d slots: total %.1f us; "
+            "us per layer, phase: inputs/weights/work+wait:", p.R, grid, p.cluster, p.n_slots,
+            (prev - t0) / 1e3);
     for (int k = 0; k < 6; k++)
         fprintf(stderr, " %s %.1f/%.1f/%.2f+%.2f", names[k], n_in[k] ? in[k] / n_in[k] / 1e3 : 0.0,
                 n_wt[k] ? wt[k] / n_wt[k] / 1e3 : 0.0, work[k] / 1e3, wait[k] / 1e3);
@@ -866,13 +1020,14 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     int device = 0, n_sm = 0;
     CUDA_TRY(cudaGetDevice(&device));
     CUDA_TRY(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device));
-    int R = a->B * a->S, MT = (R + 15) / 16;
-    kernel_fn k = kernel_for(MT, a->Dh);
-    smem_plan sp = plan_smem(MT, a->Dh, a->W, pi0_smem_optin(device));
-    if (!k || R > PI0_XSTEP_MAX_ROWS || sp.n_slots < 2)
+    int R = a->B * a->S, MT = (R + 15) / 16, cluster = a->cluster > 1 ? a->cluster : 1;
+    smem_plan sp = plan_launch(R, a->Dh, a->W, a->F, a->H, pi0_smem_optin(device), &cluster);
+    kernel_fn k = kernel_for(MT, a->Dh, cluster);
+    if (!k || R > PI0_XSTEP_MAX_ROWS || sp.n_slots < 2 || n_sm % cluster ||
+        (cluster > 1 && (!pi0_aligned16(a->o) || !pi0_aligned16(a->act))))
         return pi0_fail(err, PI0_ERR_UNSUPPORTED,
-                        "fused expert step: %d rows, head dim %d, width %d not supported", R,
-                        a->Dh, a->W);
+                        "fused expert step: %d rows, head dim %d, width %d, clusters of %d "
+                        "not supported", R, a->Dh, a->W, cluster);
     xstep_params p;
     memset(&p, 0, sizeof p);
     p.a = *a;
@@ -881,6 +1036,7 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     p.Tk = a->P + a->S;
     p.n_chunks = (p.Tk + KEYS_PER_CHUNK - 1) / KEYS_PER_CHUNK;
     p.n_slots = sp.n_slots;
+    p.cluster = cluster;
     p.off_scratch = sp.off_scratch;
     p.off_region = sp.off_region;
     p.off_ring = sp.off_ring;
@@ -894,16 +1050,8 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
         if (a->depth <= 64) p.trace = trace_buf;
     }
 
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(n_sm);
-    cfg.blockDim = dim3(THREADS);
-    cfg.dynamicSmemBytes = sp.total;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeCooperative; /* the grid barrier needs every CTA resident */
-    attr[0].val.cooperative = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    cudaLaunchAttribute attr[2];
+    cudaLaunchConfig_t cfg = launch_config(n_sm, sp.total, cluster, stream, attr);
     CUDA_TRY(cudaLaunchKernelEx(&cfg, k, p));
     if (p.trace) PI0_STATUS_TRY(print_trace(trace_buf, p, n_sm, stream, err));
     return PI0_OK;

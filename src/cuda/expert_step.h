@@ -6,7 +6,9 @@
  * of weight reading. Here one CTA per SM walks all layers; a producer warp streams that CTA's
  * share of every weight matrix into a shared-memory ring with TMA bulk copies, running ahead
  * across phase and layer boundaries (weights never depend on activations), while eight consumer
- * warps compute each phase and meet the other CTAs at a grid barrier between phases. */
+ * warps compute each phase and meet the other CTAs at a grid barrier between phases. Where the
+ * GPU allows, the CTAs run in clusters of two, and the O and DOWN phases' inputs (every CTA needs
+ * all of them) reach both CTAs of a pair by one multicast copy. */
 #ifndef PI0_CUDA_EXPERT_STEP_H
 #define PI0_CUDA_EXPERT_STEP_H
 
@@ -47,13 +49,17 @@ typedef struct {
     const int32_t *n_valid;        /* [B] suffix positions start here */
     const float *rope;             /* [B*S, Dh/2, 2] from pi0_xstep_rope_cuda */
     unsigned *barrier;             /* one word, zeroed once before the first launch */
+    int cluster;                   /* CTAs per cluster: what pi0_xstep_supported returned */
 } pi0_xstep_args;
 
-/* 1 when this device and these shapes can take the fused step (compute capability 9.0+, at
- * most PI0_XSTEP_MAX_ROWS suffix rows, head dim 16 or 256, widths that tile, expert width at most
- * 1024, one block per SM fits), after setting the kernel's shared-memory size for every later
- * pi0_xstep_run; 0 means use the layer-by-layer path. Never fails: a CUDA error while asking
- * also answers 0. */
+/* Nonzero when this device and these shapes can take the fused step (compute capability 9.0+,
+ * at most PI0_XSTEP_MAX_ROWS suffix rows, head dim 16 or 256, widths that tile, expert width at
+ * most 1024, one block per SM fits), after setting the kernel's shared-memory size for every
+ * later pi0_xstep_run; 0 means use the layer-by-layer path. The nonzero value is the cluster
+ * size to launch with (pi0_xstep_args.cluster): 2 when pairs of CTAs on neighbouring SMs can all
+ * be resident together and a test launch of them succeeded, else 1 (PI0_XSTEP_CLUSTER=1 or 2
+ * in the environment asks for another size, for measurements). Never fails: a CUDA error while
+ * asking also answers 0 (or 1 for the cluster test). Call it outside stream capture. */
 int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows);
 
 /* Floats of scratch `part` needs for `rows` = B*S suffix rows whose attention sees at most

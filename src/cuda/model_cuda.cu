@@ -121,7 +121,8 @@ typedef struct {
     float *xrope;         /* its RoPE table [rows, Dh/2, 2] */
     unsigned *xbarrier;   /* its grid barrier word */
     pi0_xstep_layer *xlayers; /* [depth] on the device: the expert's weights and KV cache */
-    int xstep_ok[PI0_XSTEP_MAX_ROWS / 16 + 1]; /* [MT]: fused step for MT = ceil(B*S/16) */
+    int xstep_ok[PI0_XSTEP_MAX_ROWS / 16 + 1]; /* [MT]: fused step for MT = ceil(B*S/16) when
+                                                  * nonzero, launched in clusters of this size */
 
     /* pinned host staging for uploads */
     void *pinned;
@@ -611,6 +612,7 @@ static pi0_status expert_step_fused(cuda_state *st, const pi0_dims *d, pi0_error
     a.ys = st->ys; a.q = st->q; a.o = st->o; a.act = st->mlp; a.part = st->xpart;
     a.pad = st->pad; a.pad_ld = st->P; a.n_valid = st->n_valid; a.rope = st->xrope;
     a.barrier = st->xbarrier;
+    a.cluster = st->xstep_ok[(a.B * a.S + 15) / 16];
     return pi0_xstep_run(&a, st->stream, err);
 }
 
@@ -770,9 +772,10 @@ static pi0_status xstep_setup(cuda_state *st, const pi0_dims *d, pi0_error *err)
     CUDA_TRY(ce);
     int max_rows = st->Bm * st->Sm < PI0_XSTEP_MAX_ROWS ? st->Bm * st->Sm : PI0_XSTEP_MAX_ROWS;
     for (int mt = 1; mt <= PI0_XSTEP_MAX_ROWS / 16; mt++)
-        st->xstep_ok[mt] = (mt - 1) * 16 < max_rows &&
-                           pi0_xstep_supported(st->dev, e->width, e->mlp_dim, e->num_heads,
-                                               e->head_dim, mt * 16);
+        st->xstep_ok[mt] = (mt - 1) * 16 < max_rows
+                               ? pi0_xstep_supported(st->dev, e->width, e->mlp_dim,
+                                                     e->num_heads, e->head_dim, mt * 16)
+                               : 0;
     cudaGetLastError(); /* a refused query leaves nothing behind */
     return PI0_OK;
 }

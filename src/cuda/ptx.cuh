@@ -1,6 +1,7 @@
 /* ptx.cuh - thin wrappers over the PTX instructions the hand-written kernels use: shared-memory
- * addresses, mbarriers and TMA bulk copies (sm_90), cp.async, ldmatrix and the bf16 m16n8k16
- * MMA (sm_80), a few bf16 pair conversions, and the global timer. Internal to src/cuda.
+ * addresses, mbarriers, TMA bulk copies and cluster operations (sm_90), cp.async, ldmatrix and
+ * the bf16 m16n8k16 MMA (sm_80), a few bf16 pair conversions, and the global timer. Internal to
+ * src/cuda.
  * Fragment layouts are PTX's (the ISA's "mma.m16n8k16" figures); callers say which they feed. */
 #ifndef PI0_CUDA_PTX_CUH
 #define PI0_CUDA_PTX_CUH
@@ -68,6 +69,44 @@ static __device__ __forceinline__ void bulk_copy(unsigned dst, const void *src, 
                  "[%0], [%1], %2, [%3], %4;" ::"r"(dst),
                  "l"(src), "r"(bytes), "r"(bar), "l"(policy)
                  : "memory");
+}
+
+/* ---- thread-block clusters (sm_90): a cluster's CTAs reach each other's shared memory ---- */
+
+static __device__ __forceinline__ unsigned cluster_rank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+
+/* Every thread of every CTA of the cluster; orders what each did before against what all do
+ * after (mbarrier inits before any multicast copy lands). */
+static __device__ __forceinline__ void cluster_sync_all() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\t"
+                 "barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+
+/* bulk_copy into the same CTA-relative address of every CTA of the cluster in `cta_mask`, each
+ * completing on its own mbarrier at `bar`: one L2 read for all of them. */
+static __device__ __forceinline__ void bulk_copy_multicast(unsigned dst, const void *src,
+                                                           unsigned bytes, unsigned bar,
+                                                           unsigned short cta_mask) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 ".multicast::cluster [%0], [%1], %2, [%3], %4;" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar), "h"(cta_mask)
+                 : "memory");
+}
+
+/* Orders this thread's generic-proxy accesses to global memory (and those made visible to it,
+ * by an acquire) before its later TMA reads of global memory. */
+static __device__ __forceinline__ void fence_proxy_async_global() {
+    asm volatile("fence.proxy.async.global;" ::: "memory");
+}
+
+/* The same for shared memory: the CTA's ordinary reads and writes of a buffer before TMA
+ * copies write it again. */
+static __device__ __forceinline__ void fence_proxy_async_shared() {
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }
 
 static __device__ __forceinline__ void ldsm_x4(unsigned addr, unsigned r[4]) {
