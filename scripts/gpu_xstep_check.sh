@@ -3,8 +3,9 @@
 # (src/cuda/expert_step.cu): builds for sm_90a only (PI0_CUDA_ARCHS to change), runs
 # test_cuda_model (golden cases and full size against the CPU fp32 path), prints CTA 0's
 # per-phase trace of one step (PI0_XSTEP_TRACE=1), and times batch 1 with the persistent kernel
-# and layer by layer, with the masked camera skipped, plus the persistent kernel without the
-# skip and its stage breakdown. About four minutes.
+# (in clusters of two and, PI0_XSTEP_CLUSTER=1, without) and layer by layer, with the masked
+# camera skipped, plus the persistent kernel without the skip and its stage breakdown. About
+# four minutes.
 # Writes $OUT/xstep.log and build.log (the runs' JSON goes to $JSON_DIR, a temporary folder by
 # default). Needs the .deps folder gpu_build.sh needs.
 # Run gpu_check.sh for the full tables.
@@ -40,18 +41,20 @@ log "== trace of one step"
 PI0_XSTEP_TRACE=1 timeout 60 "$PI0" bench --backend cuda --skip-masked --no-graph --warmup 2 \
     --iters 1 2>&1 | grep "xstep trace" | tail -1 | tee -a "$LOG"
 
-# name|bench flags
+# name|bench flags|environment
 VARIANTS=(
-    "default|--skip-masked"
-    "default_noskip|--no-skip-masked"
-    "layer_by_layer|--skip-masked --no-fused-expert"
+    "default|--skip-masked|"
+    "default_noskip|--no-skip-masked|"
+    "no_clusters|--skip-masked|PI0_XSTEP_CLUSTER=1"
+    "layer_by_layer|--skip-masked --no-fused-expert|"
 )
 for v in "${VARIANTS[@]}"; do
-    IFS='|' read -r name flags <<<"$v"
+    IFS='|' read -r name flags envs <<<"$v"
     read -r -a F <<<"$flags"
-    log "== $name: $flags"
-    timeout 90 "$PI0" bench --backend cuda "${F[@]}" --json "$JSON_DIR/headline_$name.json" \
-        >>"$LOG" 2>&1
+    read -r -a E <<<"$envs"
+    log "== $name: $flags ${envs}"
+    env "${E[@]}" timeout 90 "$PI0" bench --backend cuda "${F[@]}" \
+        --json "$JSON_DIR/headline_$name.json" >>"$LOG" 2>&1
 done
 # diffusion (staged) over 10 steps against the traced step: the glue outside the kernel
 timeout 90 "$PI0" bench --backend cuda --skip-masked --breakdown 2>&1 |

@@ -203,6 +203,10 @@ static void test_golden(void) {
                                 PI0_OPT_FUSED_GLUE | PI0_OPT_FUSED_PREFIX_ATTN),
                 "unfused");
     golden_case("b2_masks_h10", "model_tiny_h10", 0, 0, PI0_OPT_ALL & ~PI0_OPT_GRAPH, "no-graph");
+    /* the fused step without clusters (what GPUs that cannot co-schedule pairs run) */
+    setenv("PI0_XSTEP_CLUSTER", "1", 1);
+    golden_case("b2_masks_h10", "model_tiny_h10", 1, 1, PI0_OPT_ALL, "no-clusters");
+    unsetenv("PI0_XSTEP_CLUSTER");
 }
 
 /* ---- full size: CUDA vs the CPU float32 backend ---------------------------------------- */
@@ -360,7 +364,7 @@ static void test_full(uint64_t seed) {
     pi0_model *m = NULL;
     pi0_error err;
     float *g1a = NULL, *g1v = NULL, *g1ba = NULL, *g1bv = NULL, *g2a = NULL, *g2v = NULL,
-          *g64a = NULL, *g64v = NULL;
+          *g64a = NULL, *g64v = NULL, *g1na = NULL, *g1nv = NULL;
     if (pi0_model_open(&m, &opt, &err) != PI0_OK) {
         fail_msg("open full-size CUDA model", &err);
         goto done;
@@ -375,6 +379,17 @@ static void test_full(uint64_t seed) {
     }
     pi0_model_close(m);
     m = NULL;
+    /* batch 1 again with the fused expert step's CTAs not in clusters */
+    setenv("PI0_XSTEP_CLUSTER", "1", 1);
+    opt.max_batch = 1;
+    if (pi0_model_open(&m, &opt, &err) != PI0_OK) {
+        fail_msg("open full-size CUDA model without clusters", &err);
+    } else {
+        sample(m, &in1, &g1na, &g1nv, "cuda batch 1, no clusters");
+        pi0_model_close(m);
+        m = NULL;
+    }
+    unsetenv("PI0_XSTEP_CLUSTER");
 
     opt.backend = PI0_BACKEND_CPU;
     opt.max_batch = 64;
@@ -391,6 +406,10 @@ static void test_full(uint64_t seed) {
             verdict("full B=1 cams 110, 20 tokens: v_first (call 1)", g1v, cv, n1, VF_REL_FULL, 0);
             verdict("full B=1 cams 110, 20 tokens: actions (graph)", g1ba, ca, n1, ACT_REL, ACT_ABS);
             verdict("full B=1 cams 110, 20 tokens: v_first (graph)", g1bv, cv, n1, VF_REL_FULL, 0);
+            if (g1na) {
+                verdict("full B=1 no clusters: actions", g1na, ca, n1, ACT_REL, ACT_ABS);
+                verdict("full B=1 no clusters: v_first", g1nv, cv, n1, VF_REL_FULL, 0);
+            }
         }
         free(ca); free(cv);
         if (sample(m, &in2, &ca, &cv, "cpu batch 2")) {
@@ -412,6 +431,7 @@ static void test_full(uint64_t seed) {
     pi0_model_close(m);
 done:
     free(g1a); free(g1v); free(g1ba); free(g1bv); free(g2a); free(g2v); free(g64a); free(g64v);
+    free(g1na); free(g1nv);
     inputs_free(&in1);
     inputs_free(&in2);
     inputs_free(&in64);
