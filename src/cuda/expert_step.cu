@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda/expert_step.h"
 #include "cuda/ptx.cuh"
@@ -57,7 +58,6 @@ struct xstep_params {
     pi0_xstep_args a;
     int R, QR, Tk, n_chunks;   /* rows, query rows per batch row, keys, key chunks per row */
     int n_slots;               /* ring slots */
-    int cluster;               /* CTAs per cluster: 1, or 2 sharing O's and DOWN's inputs */
     unsigned off_scratch, off_region, off_ring; /* byte offsets in dynamic shared memory */
     unsigned long long *trace; /* PI0_XSTEP_TRACE: CTA 0's times (trace_at), NULL normally */
 };
@@ -168,9 +168,9 @@ __device__ __forceinline__ int weight_row(const pi0_xstep_args &a, int ph, int j
     return j * 8 + n;
 }
 
-/* CTA cta's first tile of phase ph of layer l (then every gridDim.x-th). Tile counts are the
+/* This CTA's first tile of phase ph of layer l (then every gridDim.x-th). Tile counts are the
  * same in every layer, so the rotation only needs the phase's index and the layer's. */
-__device__ __forceinline__ int first_tile(const pi0_xstep_args &a, int l, int ph, int cta) {
+__device__ __forceinline__ int first_tile(const pi0_xstep_args &a, int l, int ph) {
     const pi0_xstep_layer none = {};
     long long before = 0, per_layer = 0;
     for (int i = 0; i < N_GEMM_PHASES; i++) {
@@ -179,12 +179,7 @@ __device__ __forceinline__ int first_tile(const pi0_xstep_args &a, int l, int ph
         per_layer += n;
     }
     int G = gridDim.x, rot = (int)((l * per_layer + before) % G);
-    return (cta - rot + G) % G;
-}
-
-/* How many tiles that is, of n_tiles. */
-__device__ __forceinline__ int tiles_of(int first, int n_tiles) {
-    return first < n_tiles ? (n_tiles - first + (int)gridDim.x - 1) / (int)gridDim.x : 0;
+    return ((int)blockIdx.x - rot + G) % G;
 }
 
 /* ---- producer: one thread streams every weight tile this CTA will consume, in order ---- */
@@ -206,7 +201,7 @@ __device__ void producer(const xstep_params &p, unsigned char *smem) {
         if (p.trace && blockIdx.x == 0) p.trace[(size_t)a.depth * 6 * TR_PER_PHASE + l] = now_ns();
         for (int ph = 0; ph < N_GEMM_PHASES; ph++) {
             gemm_phase g = phase_of(a, L, ph);
-            for (int j = first_tile(a, l, ph, blockIdx.x); j < g.n_tiles; j += gridDim.x)
+            for (int j = first_tile(a, l, ph); j < g.n_tiles; j += gridDim.x)
                 for (int c = 0; c < g.n_chunks; c++, it++) {
                     unsigned slot = it % p.n_slots, round = it / p.n_slots;
                     if (round > 0) mbar_wait(empty0 + slot * 8, (round - 1) & 1);
@@ -444,8 +439,8 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
     const pi0_xstep_args &a = p.a;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, W = a.W, G = gridDim.x;
     gemm_phase gp = phase_of(a, L, ph);
-    int j0 = first_tile(a, l, ph, blockIdx.x);
-    int n_mine = tiles_of(j0, gp.n_tiles);
+    int j0 = first_tile(a, l, ph);
+    int n_mine = j0 < gp.n_tiles ? (gp.n_tiles - j0 + G - 1) / G : 0;
     bf16 *A = reinterpret_cast<bf16 *>(smem + p.off_region);
     unsigned full0 = smem_addr(smem), empty0 = full0 + MAX_SLOTS * 8;
     unsigned ring = smem_addr(smem + p.off_ring), slot_bytes = 8 * (W + 8) * 2;
@@ -478,7 +473,8 @@ __device__ void gemm_phase_run(const xstep_params &p, unsigned char *smem,
     }
 
     int a_chunk = -1, lda = W + 8;
-    if (CL > 1) { /* the whole input at once, every chunk at its column offset */
+    if (CL > 1) { /* the whole input at once, every chunk at its column offset; every CTA of
+                   * the pair takes part in the copy, tiles of its own or not */
         load_inputs_multicast<CL>(p, ph, a_base, full0, use);
         stamp_phase(p.trace, l, tk, TR_INPUTS);
         lda = gp.n_chunks * W + 8;
@@ -752,13 +748,7 @@ __device__ void expert_layers(const xstep_params &p, unsigned char *smem) {
     unsigned it = 0, use = 0; /* ring fills consumed, region loads by multicast */
     int buf = 0;              /* the cross-warp scratch's half */
     const pi0_xstep_args &a = p.a;
-    /* In clusters, partners copy into this CTA's region after a barrier: the fence orders this
-     * CTA's own reads and writes of it before those copies. */
-#define SYNC_(k)                                             \
-    do {                                                     \
-        if (CL > 1) fence_proxy_async_shared();              \
-        grid_sync(a.barrier, trace_at(p.trace, l, k));       \
-    } while (0)
+#define SYNC_(k) grid_sync(a.barrier, trace_at(p.trace, l, k))
     for (int l = 0; l < a.depth; l++) {
         pi0_xstep_layer L = a.layers[l];
         gemm_phase_run<MT, CL>(p, smem, L, l, PH_QKV, it, buf, use);
@@ -766,10 +756,14 @@ __device__ void expert_layers(const xstep_params &p, unsigned char *smem) {
         attention_phase<DH>(p, smem, L, trace_at(p.trace, l, 1));
         SYNC_(1);
         merge_phase<DH>(p, smem);
+        /* in clusters the partner copies O's input into this CTA's region after the barrier:
+         * this CTA's own accesses to the region come first (likewise before DOWN) */
+        if (CL > 1) fence_proxy_async_shared();
         SYNC_(2);
         gemm_phase_run<MT, CL>(p, smem, L, l, PH_O, it, buf, use);
         SYNC_(3);
         gemm_phase_run<MT, CL>(p, smem, L, l, PH_GU, it, buf, use);
+        if (CL > 1) fence_proxy_async_shared();
         SYNC_(4);
         gemm_phase_run<MT, CL>(p, smem, L, l, PH_DOWN, it, buf, use);
         SYNC_(5); /* the last one also times the end */
@@ -819,7 +813,7 @@ __global__ void rope_table_kernel(float *rope, const int32_t *n_valid, int S, in
 
 /* Launched once at load, with the step kernel's launch shape, to learn whether a cooperative
  * launch of clusters is accepted and resident. */
-__global__ void __launch_bounds__(THREADS, 1) cluster_probe_kernel(const xstep_params) {}
+__global__ void __launch_bounds__(THREADS, 1) cluster_probe_kernel() {}
 
 typedef void (*kernel_fn)(const xstep_params);
 
@@ -875,51 +869,45 @@ static cudaLaunchConfig_t launch_config(int n_sm, unsigned smem, int cluster, cu
     return cfg;
 }
 
+/* Clusters of 1 instead of the size asked for in PI0_XSTEP_CLUSTER, saying why when it was
+ * asked for explicitly; any CUDA error of the attempt is cleared. */
+static int no_clusters(int asked, const char *want, const char *why) {
+    if (asked) fprintf(stderr, "PI0_XSTEP_CLUSTER=%s: %s; clusters of 1\n", want, why);
+    cudaGetLastError();
+    return 1;
+}
+
 /* The cluster size for the (MT, DH) step (see pi0_xstep_supported): 2 when there is a kernel
  * for it, the grid fits in pairs all at once and a test launch of such a grid runs, else 1.
  * smem: the opt-in maximum, set as the pair kernel's limit (plan_launch sizes each launch). */
 static int cluster_size(int MT, int DH, int device, unsigned smem) {
-    int want = 2, n_sm = 0, n_clusters = 0;
     const char *e = getenv("PI0_XSTEP_CLUSTER");
-    int asked = e && *e; /* a size asked for explicitly: say why it is refused */
-    if (asked) want = atoi(e);
-    if (want == 1) return 1;
-    if (want != 2) {
-        fprintf(stderr, "PI0_XSTEP_CLUSTER=%s: 1 or 2; clusters of 1\n", e);
-        return 1;
-    }
-    kernel_fn k = kernel_for(MT, DH, want);
-    if (!k) return 1;
+    int asked = e && *e;
+    const char *want = asked ? e : "2";
+    if (!strcmp(want, "1")) return 1;
+    if (strcmp(want, "2")) return no_clusters(asked, want, "the sizes are 1 and 2");
+    kernel_fn k = kernel_for(MT, DH, 2);
+    if (!k) return 1; /* two row tiles: the input does not fit beside the ring */
+    int n_sm = 0, n_clusters = 0;
+    if (cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        n_sm % 2)
+        return no_clusters(asked, want, "an odd or unknown number of SMs");
     cudaLaunchAttribute attr[2];
-    cudaLaunchConfig_t cfg = {}, occ;
-    cudaError_t ce = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device);
-    if (ce == cudaSuccess && n_sm % want == 0) {
-        cfg = launch_config(n_sm, smem, want, 0, attr);
-        occ = cfg; /* the occupancy query takes the cluster shape alone */
-        occ.attrs = attr + 1;
-        occ.numAttrs = 1;
-        ce = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (ce == cudaSuccess) ce = cudaOccupancyMaxActiveClusters(&n_clusters, k, &occ);
-    }
-    if (ce == cudaSuccess && n_clusters * want < n_sm) {
-        if (asked)
-            fprintf(stderr, "PI0_XSTEP_CLUSTER=%d: only %d such clusters fit at once for %d "
-                    "SMs; clusters of 1\n", want, n_clusters, n_sm);
-        return 1;
-    }
+    cudaLaunchConfig_t cfg = launch_config(n_sm, smem, 2, 0, attr), occ = cfg;
+    occ.attrs = attr + 1; /* the occupancy query takes the cluster shape alone */
+    occ.numAttrs = 1;
+    cudaError_t ce = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          (int)smem);
+    if (ce == cudaSuccess) ce = cudaOccupancyMaxActiveClusters(&n_clusters, k, &occ);
+    if (ce == cudaSuccess && 2 * n_clusters < n_sm)
+        return no_clusters(asked, want, "not every pair fits at once");
     if (ce == cudaSuccess)
         ce = cudaFuncSetAttribute(cluster_probe_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   (int)smem);
-    if (ce == cudaSuccess) ce = cudaLaunchKernelEx(&cfg, cluster_probe_kernel, xstep_params{});
+    if (ce == cudaSuccess) ce = cudaLaunchKernelEx(&cfg, cluster_probe_kernel);
     if (ce == cudaSuccess) ce = cudaDeviceSynchronize();
-    if (ce != cudaSuccess) {
-        if (asked)
-            fprintf(stderr, "PI0_XSTEP_CLUSTER=%d: %s; clusters of 1\n", want,
-                    cudaGetErrorString(ce));
-        cudaGetLastError();
-        return 1;
-    }
-    return want;
+    if (ce != cudaSuccess) return no_clusters(asked, want, cudaGetErrorString(ce));
+    return 2;
 }
 
 extern "C" int pi0_xstep_supported(int device, int W, int F, int H, int Dh, int rows) {
@@ -983,6 +971,7 @@ static int trace_wanted() {
  * to its arrival at the barrier (total work), and the wait there (the slowest CTA plus the
  * barrier itself); and how far the producer runs ahead of the consumers. */
 static pi0_status print_trace(const unsigned long long *dev, const xstep_params &p, int grid,
+                              int cluster,
                               cudaStream_t stream, pi0_error *err) {
     const int depth = p.a.depth, per_layer = 6 * TR_PER_PHASE;
     static unsigned long long h[64 * (6 * TR_PER_PHASE + 1) + 1];
@@ -1006,7 +995,7 @@ static pi0_status print_trace(const unsigned long long *dev, const xstep_params 
         }
     }
     fprintf(stderr, "xstep trace: %d rows, grid %d in clusters of %d, %d slots: total %.1f us; "
-            "us per layer, phase: inputs/weights/work+wait:", p.R, grid, p.cluster, p.n_slots,
+            "us per layer, phase: inputs/weights/work+wait:", p.R, grid, cluster, p.n_slots,
             (prev - t0) / 1e3);
     for (int k = 0; k < 6; k++)
         fprintf(stderr, " %s %.1f/%.1f/%.2f+%.2f", names[k], n_in[k] ? in[k] / n_in[k] / 1e3 : 0.0,
@@ -1036,7 +1025,6 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     p.Tk = a->P + a->S;
     p.n_chunks = (p.Tk + KEYS_PER_CHUNK - 1) / KEYS_PER_CHUNK;
     p.n_slots = sp.n_slots;
-    p.cluster = cluster;
     p.off_scratch = sp.off_scratch;
     p.off_region = sp.off_region;
     p.off_ring = sp.off_ring;
@@ -1053,6 +1041,6 @@ extern "C" pi0_status pi0_xstep_run(const pi0_xstep_args *a, cudaStream_t stream
     cudaLaunchAttribute attr[2];
     cudaLaunchConfig_t cfg = launch_config(n_sm, sp.total, cluster, stream, attr);
     CUDA_TRY(cudaLaunchKernelEx(&cfg, k, p));
-    if (p.trace) PI0_STATUS_TRY(print_trace(trace_buf, p, n_sm, stream, err));
+    if (p.trace) PI0_STATUS_TRY(print_trace(trace_buf, p, n_sm, cluster, stream, err));
     return PI0_OK;
 }
