@@ -37,12 +37,23 @@
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define XSTEP_HOPPER 1
 #endif
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(XSTEP_NO_REGSHIFT)
+#define XSTEP_REGSHIFT 1
+#endif
 
 namespace {
 
 constexpr int CONSUMER_WARPS = 8;
 constexpr int CONSUMERS = CONSUMER_WARPS * 32;
-constexpr int THREADS = CONSUMERS + 32;   /* + one producer warp */
+/* + a producer warpgroup, of which one thread streams the weights. With 9 warps the SM's
+ * quarter that runs three of them would cap every thread at 168 registers (the consumers
+ * spilled); with a whole fourth warpgroup the producers give theirs to the consumers
+ * (setmaxnreg, where the target has it: sm_90a): 384 x 168 = 256 x CONSUMER_REGS +
+ * 128 x PRODUCER_REGS registers. Batch 1 skip 11.44 -> 11.40 ms on the H200; spilling more,
+ * other variants lost up to 1.6 ms. XSTEP_NO_REGSHIFT builds the kernel without. */
+constexpr int PRODUCER_THREADS = 128;
+enum { CONSUMER_REGS = 232, PRODUCER_REGS = 40 };
+constexpr int THREADS = CONSUMERS + PRODUCER_THREADS;
 constexpr int KEYS_PER_CHUNK = 32;
 constexpr int MAX_SLOTS = CONSUMER_WARPS; /* see gemm_phase_run: one-chunk tiles go slot by warp */
 constexpr int BATCH = 4;                  /* uint4 loads a lane has in flight per row */
@@ -402,11 +413,22 @@ __device__ void gemm_epilogue(const xstep_params &p, const pi0_xstep_layer &L, i
     }
 }
 
-/* acc[m] += A[m*16.., 0..W) · slot^T for every row tile m; k-blocks of 32 from kb0 by step. */
+/* acc[m] += A[m*16.., 0..W) · slot^T for every row tile m; k-blocks of 32 from kb0 by step.
+ * Two accumulators, lo and hi for the two 16-column halves of each k-block, summed at the end,
+ * halve the chain of dependent MMAs (a one-chunk tile is 64 of them): batch 1 skip
+ * 11.40 -> 11.33 ms on the H200; four were slower (11.58). */
 template <int MT>
 __device__ __forceinline__ void mma_chunk(float acc[MT][4], unsigned a_base, int lda,
                                           unsigned w_base, int W, int kb0, int step) {
     int lane = threadIdx.x & 31;
+    float lo[MT][4], hi[MT][4];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            lo[m][e] = acc[m][e];
+            hi[m][e] = 0.0f;
+        }
     for (int kb = kb0; kb < W / 32; kb += step) {
         unsigned b[4], af[4];
         ldsm_x4(w_base + ((lane & 7) * (W + 8) + kb * 32 + (lane >> 3) * 8) * 2, b);
@@ -415,11 +437,15 @@ __device__ __forceinline__ void mma_chunk(float acc[MT][4], unsigned a_base, int
             unsigned row = a_base + ((m * 16 + (lane & 15)) * lda + kb * 32 +
                                      (lane >> 4) * 8) * 2;
             ldsm_x4(row, af);
-            mma_bf16(acc[m], af, b[0], b[1]);
+            mma_bf16(lo[m], af, b[0], b[1]);
             ldsm_x4(row + 32, af);
-            mma_bf16(acc[m], af, b[2], b[3]);
+            mma_bf16(hi[m], af, b[2], b[3]);
         }
     }
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[m][e] = lo[m][e] + hi[m][e];
 }
 
 /* One GEMM phase: every tile of this CTA, in the ring's order. `it` counts ring fills.
@@ -670,7 +696,8 @@ __device__ void attention_phase(const xstep_params &p, unsigned char *smem,
             key_ok[tid] = (unsigned char)f;
         }
         /* K and V by cp.async, every copy in flight at once. (The query fragments are loaded
-         * after the barrier: holding them across it made the compiler spill.) */
+         * once K and V have landed: loading them beside K and V measured slower on the H200,
+         * batch 1 skip 11.40 -> 11.44 ms.) */
         for (int i = tid; i < KEYS_PER_CHUNK * VECS; i += CONSUMERS) {
             int row = i / VECS, v = i % VECS, key = k0 + row;
             bool in = key < Tk;
@@ -790,9 +817,15 @@ __global__ void __launch_bounds__(THREADS, 1) expert_step_kernel(const xstep_par
     else
         __syncthreads();
     if (threadIdx.x >= CONSUMERS) {
+#ifdef XSTEP_REGSHIFT
+        setmaxnreg_dec<PRODUCER_REGS>();
+#endif
         if (threadIdx.x == CONSUMERS) producer(p, smem);
         return;
     }
+#ifdef XSTEP_REGSHIFT
+    setmaxnreg_inc<CONSUMER_REGS>();
+#endif
     if (p.trace && blockIdx.x == 0 && threadIdx.x == 0)
         p.trace[(size_t)p.a.depth * (6 * TR_PER_PHASE + 1)] = now_ns();
     /* A CTA of a cluster leaves only after every copy into it has landed (IN_FULL). */

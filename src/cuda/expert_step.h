@@ -3,7 +3,7 @@
  *
  * Why: at batch 1 a step is 18 layers of ~11 short kernels on 11 rows; each kernel streams a few
  * MB of weights and then the GPU idles between launches, so a step took ~1 ms against ~0.13 ms
- * of weight reading. Here one CTA per SM walks all layers; a producer warp streams that CTA's
+ * of weight reading. Here one CTA per SM walks all layers; a producer thread streams that CTA's
  * share of every weight matrix into a shared-memory ring with TMA bulk copies, running ahead
  * across phase and layer boundaries (weights never depend on activations), while eight consumer
  * warps compute each phase and meet the other CTAs at a grid barrier between phases. Where the

@@ -109,6 +109,17 @@ static __device__ __forceinline__ void fence_proxy_async_shared() {
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }
 
+/* The calling warpgroup's registers per thread from now on (Hopper: a warpgroup that needs
+ * few gives them back, dec, so that one that needs many can take them, inc; N a multiple of 8
+ * in 24..256; every warp of the warpgroup executes it). */
+template <int N> static __device__ __forceinline__ void setmaxnreg_inc() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N));
+}
+
+template <int N> static __device__ __forceinline__ void setmaxnreg_dec() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N));
+}
+
 static __device__ __forceinline__ void ldsm_x4(unsigned addr, unsigned r[4]) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
